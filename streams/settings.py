@@ -1,0 +1,201 @@
+"""Typed settings: the only module that reads the environment.
+
+Every setting has a default that works on a laptop with the embedded broker, and an
+environment variable (named in its ``env`` metadata) for production. The CLI turns its
+flags into overrides of these same fields, so a flag, a variable and a default can never
+disagree about what a setting means.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+__all__ = ["Settings", "SettingsError", "get_settings", "TABLE_NAMES"]
+
+#: Names of the worker's tables. Persisted contracts: each names a changelog topic
+#: ``<app_id>-<name>-changelog`` holding state, so a rename orphans that state.
+TABLE_NAMES = ("user_state", "user_profiles")
+
+DEFAULT_TRIGGERS = ("view", "click", "add_to_cart", "recommendation_request")
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+def _env(name: str, help: str) -> dict[str, str]:
+    return {"env": name, "help": help}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of micromoment's knobs. Build with :meth:`from_env`.
+
+    >>> s = Settings.from_env({}, top_k="5", trigger_event_types="view,click")
+    >>> s.top_k, sorted(s.trigger_event_types)
+    (5, ['click', 'view'])
+    >>> s.broker_servers
+    ['localhost:9092']
+    """
+
+    broker: str = field(default="kafka://localhost:9092", metadata=_env(
+        "MICROMOMENT_BROKER", "Kafka bootstrap URL(s), kafka://host:port[;kafka://host2:port]"))
+    app_id: str = field(default="micromoment", metadata=_env(
+        "MICROMOMENT_APP_ID", "Faust app id: consumer group and prefix of table changelog topics"))
+    topic_events: str = field(default="events", metadata=_env(
+        "MICROMOMENT_TOPIC_EVENTS", "input topic of user interaction events, keyed by user_id"))
+    topic_items: str = field(default="items", metadata=_env(
+        "MICROMOMENT_TOPIC_ITEMS", "input topic of catalog upserts, keyed by item_id"))
+    topic_users: str = field(default="users", metadata=_env(
+        "MICROMOMENT_TOPIC_USERS", "input topic of profile/consent upserts, keyed by user_id"))
+    topic_recommendations: str = field(default="recommendations", metadata=_env(
+        "MICROMOMENT_TOPIC_RECOMMENDATIONS", "output topic of recommendations, keyed by user_id"))
+    topic_dead_letters: str = field(default="dead-letters", metadata=_env(
+        "MICROMOMENT_TOPIC_DEAD_LETTERS", "output topic of records that could not be used"))
+    partitions: int = field(default=4, metadata=_env(
+        "MICROMOMENT_PARTITIONS", "partitions of every topic the project creates"))
+    replication_factor: int = field(default=1, metadata=_env(
+        "MICROMOMENT_REPLICATION_FACTOR", "replication factor of created topics"))
+    web_host: str = field(default="127.0.0.1", metadata=_env(
+        "MICROMOMENT_WEB_HOST", "address the worker's HTTP server binds to"))
+    web_port: int = field(default=6066, metadata=_env(
+        "MICROMOMENT_WEB_PORT", "port of the worker's HTTP server"))
+    datadir: str = field(default="", metadata=_env(
+        "MICROMOMENT_DATADIR", "worker data directory (default: .micromoment/<app_id>-<web_port>)"))
+    session_timeout_s: float = field(default=10.0, metadata=_env(
+        "MICROMOMENT_SESSION_TIMEOUT", "consumer-group session timeout in seconds"))
+    broker_wait_s: float = field(default=30.0, metadata=_env(
+        "MICROMOMENT_BROKER_WAIT", "seconds a command waits for the broker before giving up"))
+    top_k: int = field(default=10, metadata=_env(
+        "MICROMOMENT_TOP_K", "items per recommendation"))
+    trigger_event_types: frozenset[str] = field(default=frozenset(DEFAULT_TRIGGERS), metadata=_env(
+        "MICROMOMENT_TRIGGER_EVENT_TYPES", "comma-separated event types that emit a recommendation"))
+    output_format: str = field(default="json", metadata=_env(
+        "MICROMOMENT_OUTPUT_FORMAT", "wire format of recommendations and dead-letters: json or avro"))
+    recent_items_max: int = field(default=50, metadata=_env(
+        "MICROMOMENT_RECENT_ITEMS", "recent items kept in each user's state"))
+    dedupe_window: int = field(default=256, metadata=_env(
+        "MICROMOMENT_DEDUPE_WINDOW", "event ids remembered per user to drop redeliveries"))
+    max_record_bytes: int = field(default=1_000_000, metadata=_env(
+        "MICROMOMENT_MAX_RECORD_BYTES", "larger input records are dead-lettered as oversized"))
+    max_id_length: int = field(default=256, metadata=_env(
+        "MICROMOMENT_MAX_ID_LENGTH", "longest accepted id (event, user, item, recommendation)"))
+    max_context_entries: int = field(default=32, metadata=_env(
+        "MICROMOMENT_MAX_CONTEXT_ENTRIES", "most entries accepted in a context/attributes map"))
+    max_future_skew_s: float = field(default=86_400.0, metadata=_env(
+        "MICROMOMENT_MAX_FUTURE_SKEW", "events timestamped further in the future are dead-lettered"))
+    min_timestamp_ms: int = field(default=946_684_800_000, metadata=_env(
+        "MICROMOMENT_MIN_TIMESTAMP_MS", "events timestamped before this (default 2000-01-01) are dead-lettered"))
+    popularity_half_life_s: float = field(default=3_600.0, metadata=_env(
+        "MICROMOMENT_POPULARITY_HALF_LIFE", "half-life in seconds of the trending popularity"))
+    n_factors: int = field(default=16, metadata=_env(
+        "MICROMOMENT_N_FACTORS", "latent factors of the matrix-factorization learner"))
+    seed: int = field(default=42, metadata=_env(
+        "MICROMOMENT_SEED", "seed of every random choice the learners make"))
+    log_level: str = field(default="info", metadata=_env(
+        "MICROMOMENT_LOG_LEVEL", "worker log level"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Read each field from its variable, then apply ``overrides`` (CLI flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = overrides.get(f.name)
+            source = f"--{f.name.replace('_', '-')}"
+            if raw is None:
+                raw, source = environ.get(f.metadata["env"]), f.metadata["env"]
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f.name, f.default, raw, source)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with some fields changed (already typed values)."""
+        return replace(self, **overrides)
+
+    def validate(self) -> None:
+        """Reject values no component could work with, naming the variable."""
+        if self.output_format not in ("json", "avro"):
+            raise SettingsError("MICROMOMENT_OUTPUT_FORMAT must be 'json' or 'avro', "
+                                f"not {self.output_format!r}")
+        for name in ("partitions", "top_k", "recent_items_max", "dedupe_window", "n_factors"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{_var(name)} must be at least 1")
+        from streams.records import EVENT_TYPES
+
+        unknown = sorted(set(self.trigger_event_types) - set(EVENT_TYPES))
+        if unknown:
+            raise SettingsError(f"MICROMOMENT_TRIGGER_EVENT_TYPES has unknown types {unknown}; "
+                                f"known: {', '.join(EVENT_TYPES)}")
+        self.broker_servers  # parses, raising SettingsError when malformed
+
+    @property
+    def broker_servers(self) -> list[str]:
+        """``host:port`` list for Kafka clients, parsed from :attr:`broker`."""
+        servers = []
+        for part in self.broker.replace(",", ";").split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            if "://" in part:
+                scheme, _, part = part.partition("://")
+                if scheme != "kafka":
+                    raise SettingsError(f"broker URL scheme must be kafka://, got {scheme}://")
+            host, sep, port = part.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise SettingsError(f"broker must look like kafka://host:port, got {self.broker!r}")
+            servers.append(f"{host}:{port}")
+        if not servers:
+            raise SettingsError("no broker given (MICROMOMENT_BROKER or --broker)")
+        return servers
+
+    @property
+    def faust_broker(self) -> str:
+        """The broker list in Faust's ``kafka://a:1;kafka://b:2`` form."""
+        return ";".join(f"kafka://{server}" for server in self.broker_servers)
+
+    @property
+    def resolved_datadir(self) -> str:
+        return self.datadir or os.path.join(".micromoment", f"{self.app_id}-{self.web_port}")
+
+    @property
+    def changelog_topics(self) -> list[str]:
+        """Changelog topics of the worker's tables (Faust names them ``<app>-<table>-changelog``)."""
+        return [f"{self.app_id}-{name}-changelog" for name in TABLE_NAMES]
+
+
+def _var(name: str) -> str:
+    return next(f.metadata["env"] for f in fields(Settings) if f.name == name)
+
+
+def _coerce(name: str, default: Any, raw: Any, source: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, frozenset):
+            return frozenset(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"{source} must be a {type(default).__name__}, got {raw!r}") from None
+    return raw
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    global _cached
+    if _cached is None:
+        _cached = Settings.from_env()
+    return _cached

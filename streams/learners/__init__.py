@@ -1,0 +1,11 @@
+"""Online learners, updated one event at a time, each scoring the whole catalog at once.
+
+They follow River's conventions (``learn_one`` mutates, ``predict_one`` does not) and
+know nothing about Kafka: the same objects are driven by the stream and by offline
+replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
+"""
+
+from streams.learners.matrix_factorization import ImplicitMF
+from streams.learners.popularity import DecayedPopularity
+
+__all__ = ["DecayedPopularity", "ImplicitMF"]

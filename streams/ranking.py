@@ -1,0 +1,316 @@
+"""The recommender: the one object that learns from events and ranks the catalog.
+
+The stream worker and offline replay both drive a :class:`Recommender`, so there is a
+single implementation of "what does an event teach us" and "what do we show next".
+
+Ranking treats the whole catalog as the candidate set and does everything with
+vectorized numpy over catalog rows: a blend of the matrix-factorization score and the
+time-decayed popularity (each min-max normalized over the candidates), boolean masks
+for what must not be shown, ``argpartition`` for the top k. Users with too little
+history for their latent vector to mean anything (and requests that opt out of
+personalization) get popularity alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from streams.catalog import Catalog
+from streams.learners import DecayedPopularity, ImplicitMF
+from streams.records import Event, ItemUpdate, RecommendedItem
+from streams.settings import Settings
+from streams.state import UserState
+
+__all__ = ["EVENT_WEIGHTS", "Recommender", "event_strength"]
+
+#: Learning signal of each positive event type: purchase > add_to_cart ~ like > click >
+#: dwell > view. The same weight feeds popularity and is the MF regression target.
+EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 1.5,
+    "like": 2.0,
+    "add_to_cart": 2.0,
+    "purchase": 3.0,
+}
+#: Dwell is a view with evidence of attention: 1.0 plus up to 0.4, reached at 60 s, so
+#: even a long dwell stays below a click (an explicit action).
+DWELL_BONUS, DWELL_SATURATION_S = 0.4, 60.0
+#: A rating above the running mean of all ratings seen counts like a "like".
+RATING_POSITIVE = EVENT_WEIGHTS["like"]
+#: Explicit negatives (dislike, rating below the running mean); any value <= 0 would do.
+NEGATIVE = -1.0
+
+SOURCE_COLLABORATIVE = "collaborative"
+SOURCE_POPULARITY = "popularity"
+
+
+def event_strength(event: Event, rating_mean: float | None = None) -> float | None:
+    """The learning signal of ``event``: > 0 positive, < 0 explicit negative, ``None``: none.
+
+    Ratings come on different scales (1-5, 1-10), so a rating is judged against
+    ``rating_mean``, the mean of the ratings seen before it: above is a positive, below
+    a negative, equal (or the very first rating, with nothing to compare to) a weak
+    positive, like a view: the user did engage with the item.
+
+    >>> from streams.records import Event
+    >>> event_strength(Event("e", "u", "i", "purchase", 0))
+    3.0
+    >>> event_strength(Event("e", "u", "i", "dwell", 0, value=30.0))
+    1.2
+    >>> [event_strength(Event("e", "u", "i", "rating", 0, value=v), rating_mean=3.5)
+    ...  for v in (5.0, 2.0)]
+    [2.0, -1.0]
+    >>> event_strength(Event("e", "u", None, "recommendation_request", 0)) is None
+    True
+    """
+    kind = event.event_type
+    if event.item_id is None or kind == "recommendation_request":
+        return None
+    if kind in EVENT_WEIGHTS:
+        return EVENT_WEIGHTS[kind]
+    if kind == "dislike":
+        return NEGATIVE
+    value = event.value
+    has_value = value is not None and math.isfinite(value)
+    if kind == "dwell":
+        seconds = min(max(value, 0.0), DWELL_SATURATION_S) if has_value else 0.0
+        return EVENT_WEIGHTS["view"] + DWELL_BONUS * seconds / DWELL_SATURATION_S
+    if kind == "rating":
+        if not has_value or rating_mean is None or value == rating_mean:
+            return EVENT_WEIGHTS["view"]
+        return RATING_POSITIVE if value > rating_mean else NEGATIVE
+    return None  # an unknown type teaches nothing (validation dead-letters them anyway)
+
+
+class Recommender:
+    """Learns from events and ranks the whole catalog for a user, with reasons.
+
+    Parameters
+    ----------
+    settings
+        Reads ``popularity_half_life_s``, ``n_factors`` and ``seed``.
+    catalog
+        The item index to share; a new one is created if omitted.
+    min_events
+        Users with fewer events than this get popularity only (cold start).
+    mf_weight
+        Weight of the normalized MF score in the blend; popularity gets the rest.
+    n_negatives
+        Negatives sampled per positive event by the MF learner.
+
+    Examples
+    --------
+    >>> from streams.records import Event, ItemUpdate
+    >>> from streams.settings import Settings
+    >>> from streams.state import UserState
+    >>> rec = Recommender(Settings())
+    >>> for item in ("a", "b", "c"):
+    ...     rec.apply_item(ItemUpdate(item))
+    >>> state = UserState()
+    >>> event = Event("e1", "u1", "a", "purchase", 1_700_000_000_000)
+    >>> _ = state.apply(event, recent_max=50, dedupe_window=64)
+    >>> rec.learn_one(event, state)
+    >>> [(r.item_id, r.source) for r in rec.recommend("u1", state, {}, k=5)]  # "a" was bought
+    [('b', 'popularity'), ('c', 'popularity')]
+    >>> rec.recommend("new-user", None, {}, k=1)[0].reason
+    'popular right now'
+    >>> rec.model_version
+    'mf+pop:1'
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        catalog: Catalog | None = None,
+        *,
+        min_events: int = 3,
+        mf_weight: float = 0.8,
+        n_negatives: int = 3,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.min_events = min_events
+        self.mf_weight = mf_weight
+        self.n_negatives = n_negatives
+        settings = Settings() if settings is None else settings
+        self._catalog = Catalog() if catalog is None else catalog
+        self._popularity = DecayedPopularity(settings.popularity_half_life_s, catalog=self._catalog)
+        self._mf = ImplicitMF(
+            n_factors=settings.n_factors,
+            n_negatives=n_negatives,
+            seed=settings.seed,
+            catalog=self._catalog,
+        )
+        self._n_learned = 0
+        self._rating_sum = 0.0
+        self._n_ratings = 0
+
+    # -- components (read-only) ------------------------------------------------------------
+
+    @property
+    def catalog_(self) -> Catalog:
+        return self._catalog
+
+    @property
+    def popularity(self) -> DecayedPopularity:
+        return self._popularity
+
+    @property
+    def mf(self) -> ImplicitMF:
+        return self._mf
+
+    @property
+    def n_learned(self) -> int:
+        """Events that taught the learners something."""
+        return self._n_learned
+
+    @property
+    def model_version(self) -> str:
+        """Strategy and number of learned events, e.g. ``"mf+pop:1234"``."""
+        return f"mf+pop:{self._n_learned}"
+
+    # -- catalog feed ------------------------------------------------------------------------
+
+    def apply_item(self, item: ItemUpdate) -> None:
+        """An upsert from the catalog feed (re-lists the item if it had been deleted)."""
+        self._catalog.upsert(item)
+
+    def remove_item(self, item_id: str) -> None:
+        """A tombstone from the catalog feed: never recommended again unless re-listed."""
+        self._catalog.remove(item_id)
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def learn_one(self, event: Event, state: UserState | None = None) -> None:
+        """Teach both learners one event.
+
+        ``state`` is the user's state after the event; it is part of the signature so
+        that a learner needing the user's history can have it, though none does yet.
+        ``recommendation_request`` events, and events without an item, teach nothing.
+        An item first seen here is registered in the catalog; a deleted one stays
+        deleted. Positive events add popularity; both signs train the MF learner.
+        """
+        rating_mean = self._rating_sum / self._n_ratings if self._n_ratings else None
+        strength = event_strength(event, rating_mean)
+        if event.event_type == "rating" and event.value is not None and math.isfinite(event.value):
+            self._rating_sum += event.value
+            self._n_ratings += 1
+        if strength is None:
+            return
+        self._catalog.ensure(event.item_id)
+        x = {"timestamp": event.timestamp}
+        if strength > 0:
+            self._popularity.learn_one(event.user_id, event.item_id, strength, x)
+        self._mf.learn_one(event.user_id, event.item_id, strength, x)
+        self._n_learned += 1
+
+    # -- ranking -------------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        state: UserState | None,
+        context: dict | None = None,
+        k: int = 10,
+        personalized: bool = True,
+    ) -> list[RecommendedItem]:
+        """The top ``k`` items for ``user_id`` right now, best first, each with a reason.
+
+        Never recommended: unavailable (or deleted) items, items the user purchased,
+        and the user's recent items. Fewer than ``k`` come back only when fewer
+        candidates remain. ``context`` is the trigger's context; it is accepted so
+        every caller passes it, but does not influence the ranking yet.
+        """
+        n_items = len(self._catalog)
+        if n_items == 0 or k <= 0:
+            return []
+        candidates = self._candidate_mask(state, n_items)
+        n_candidates = int(np.count_nonzero(candidates))
+        if n_candidates == 0:
+            return []
+
+        popularity = self._popularity.score_all(n_items)
+        blended = _normalized(popularity, candidates)
+        collaborative = None
+        if personalized and self._is_warm(user_id, state):
+            mf = _normalized(self._mf.score_all(user_id, n_items), candidates)
+            mf *= self.mf_weight
+            blended *= 1.0 - self.mf_weight
+            collaborative = mf > blended  # which signal contributed more, per item
+            blended += mf
+        blended[~candidates] = -np.inf
+
+        k = min(k, n_candidates)
+        top = np.argpartition(-blended, k - 1)[:k] if k < n_items else np.arange(n_items)
+        top = top[np.lexsort((top, -blended[top]))]  # best first, ties by row: deterministic
+        return self._explain(top, blended, popularity, collaborative, state)
+
+    def _is_warm(self, user_id: str, state: UserState | None) -> bool:
+        return (
+            state is not None
+            and state.event_count >= self.min_events
+            and self._mf.knows_user(user_id)
+        )
+
+    def _candidate_mask(self, state: UserState | None, n_items: int) -> np.ndarray:
+        mask = np.array(self._catalog.available_mask(), dtype=bool)
+        if state is not None:
+            index_of = self._catalog.index_of
+            seen = [index_of(item) for item in (*state.purchased, *state.recent_items)]
+            seen = [row for row in seen if row is not None and row < n_items]
+            if seen:
+                mask[seen] = False
+        return mask
+
+    def _explain(
+        self,
+        rows: np.ndarray,
+        scores: np.ndarray,
+        popularity: np.ndarray,
+        collaborative: np.ndarray | None,
+        state: UserState | None,
+    ) -> list[RecommendedItem]:
+        item_id_at = self._catalog.item_id_at
+        because = {} if collaborative is None else self._because(rows[collaborative[rows]], state)
+        items = []
+        for row in rows.tolist():
+            if row in because:
+                source, reason = SOURCE_COLLABORATIVE, because[row]
+            else:
+                source = SOURCE_POPULARITY
+                reason = "popular right now" if popularity[row] > 0 else "available now"
+            items.append(RecommendedItem(item_id_at(row), float(scores[row]), reason, source))
+        return items
+
+    def _because(self, rows: np.ndarray, state: UserState | None) -> dict[int, str]:
+        """Reason of each collaborative pick: the most similar of the user's recent items."""
+        if len(rows) == 0:
+            return {}
+        recent = [item for item in (state.recent_items if state else ()) if item in self._catalog]
+        if not recent:
+            return {row: "matches your taste" for row in rows.tolist()}
+        recent_rows = [self._catalog.index_of(item) for item in recent]
+        similarity = self._mf.item_similarity(rows, recent_rows)
+        best = similarity.argmax(axis=1)
+        purchased = set(state.purchased)
+        reasons = {}
+        for row, j, sim in zip(rows.tolist(), best.tolist(), similarity.max(axis=1).tolist()):
+            if sim <= 0:
+                reasons[row] = "matches your taste"
+            else:
+                verb = "bought" if recent[j] in purchased else "viewed"
+                reasons[row] = f"because you {verb} {recent[j]}"
+        return reasons
+
+
+def _normalized(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Min-max scale ``scores`` to [0, 1] over the candidates in ``mask`` (0 if constant)."""
+    values = scores[mask]
+    low, high = float(values.min()), float(values.max())
+    if not high > low:
+        return np.zeros_like(scores)
+    out = scores - low
+    out *= 1.0 / (high - low)
+    return out

@@ -1,0 +1,334 @@
+"""The recommender: event weights, filters, cold start, reasons, and that it personalizes."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import statistics
+import time
+
+import numpy as np
+import pytest
+
+from streams.ranking import EVENT_WEIGHTS, Recommender, event_strength
+from streams.records import Event, ItemUpdate, RecommendedItem
+from streams.settings import Settings
+from streams.state import UserState
+
+T0 = 1_700_000_000_000
+RECENT_MAX = 10
+
+
+def _event(
+    n: int, user: str, item: str | None, kind: str = "view", value: float | None = None
+) -> Event:
+    return Event(f"e{n}", user, item, kind, T0 + n * 1_000, value=value)
+
+
+class Harness:
+    """A recommender plus per-user states, updated in the order the stream does it."""
+
+    def __init__(self, n_items: int = 0, seed: int = 42, **kwargs) -> None:
+        self.rec = Recommender(Settings(seed=seed), **kwargs)
+        self.states: dict[str, UserState] = {}
+        self.n = 0
+        for i in range(n_items):
+            self.rec.apply_item(ItemUpdate(f"item-{i:03d}", categories=(f"cat-{i // 40}",)))
+
+    def feed(self, event: Event) -> None:
+        state = self.states.setdefault(event.user_id, UserState())
+        state.apply(event, recent_max=RECENT_MAX, dedupe_window=64)
+        self.rec.learn_one(event, state)
+
+    def act(
+        self, user: str, item: str | None, kind: str = "view", value: float | None = None
+    ) -> None:
+        self.n += 1
+        self.feed(_event(self.n, user, item, kind, value))
+
+    def recommend(self, user: str, k: int = 10, personalized: bool = True) -> list[RecommendedItem]:
+        return self.rec.recommend(user, self.states.get(user), {}, k, personalized=personalized)
+
+
+# -- the planted-structure log ------------------------------------------------------------
+
+
+def synthetic_log(
+    seed: int,
+    n_users: int = 300,
+    n_segments: int = 5,
+    n_items: int = 400,
+    per_category: int = 40,
+    n_events: int = 9_000,
+    p_segment: float = 0.7,
+) -> list[Event]:
+    """Users in ``n_segments`` segments; segment ``s`` prefers category ``s`` (items
+    ``40s .. 40s+39``, Zipf(0.5) within it) with probability ``p_segment``, otherwise
+    picks from a global Zipf(1) popularity over all 400 items (shuffled ranks).
+    Event types are random, so their weights add noise, not signal."""
+    rng = random.Random(seed)
+    ranks = list(range(n_items))
+    rng.shuffle(ranks)
+    global_weights = [1.0 / (1 + ranks[i]) for i in range(n_items)]
+    segment_weights = [1.0 / math.sqrt(1 + r) for r in range(per_category)]
+    kinds = ["view"] * 10 + ["click"] * 4 + ["dwell"] * 2 + ["add_to_cart", "like", "purchase"]
+    events = []
+    for n in range(n_events):
+        user = rng.randrange(n_users)
+        if rng.random() < p_segment:
+            segment = user % n_segments
+            item = segment * per_category + rng.choices(range(per_category), segment_weights)[0]
+        else:
+            item = rng.choices(range(n_items), global_weights)[0]
+        kind = rng.choice(kinds)
+        value = float(rng.randint(1, 90)) if kind == "dwell" else None
+        events.append(
+            Event(f"e{n}", f"user-{user:03d}", f"item-{item:03d}", kind, T0 + n * 700, value=value)
+        )
+    return events
+
+
+def prequential_hit_rate(
+    events: list[Event], personalized: bool, seed: int
+) -> tuple[float, Recommender]:
+    """Test-then-learn: recommend before each event, count a hit if its item is in the
+    top 10, then apply the event. Every prediction is on data the model has not seen."""
+    harness = Harness(n_items=400, seed=seed)
+    hits = 0
+    for event in events:
+        top = harness.recommend(event.user_id, 10, personalized=personalized)
+        hits += any(r.item_id == event.item_id for r in top)
+        harness.feed(event)
+    return hits / len(events), harness.rec
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_prequential_hybrid_beats_popularity_only(seed):
+    # Over seeds 0..9 the hybrid scored 0.172-0.195 and popularity 0.116-0.136; the
+    # smallest gap was 0.044 (seed 7). The 0.03 margin leaves room without being vacuous.
+    events = synthetic_log(seed)
+    hybrid, rec = prequential_hit_rate(events, personalized=True, seed=seed)
+    popular, _ = prequential_hit_rate(events, personalized=False, seed=seed)
+    print(f"seed {seed}: HR@10 hybrid={hybrid:.3f} popularity={popular:.3f}")
+    assert hybrid >= popular + 0.03, (hybrid, popular)
+    assert rec.mf.n_resets == 0
+    assert rec.model_version == f"mf+pop:{len(events)}"
+
+
+# -- event weights ----------------------------------------------------------------------
+
+
+def test_event_weights_are_ordered():
+    def strength(kind, value=None, mean=None):
+        return event_strength(_event(1, "u", "i", kind, value), mean)
+
+    assert strength("purchase") > strength("add_to_cart") >= strength("like") > strength("click")
+    assert strength("click") > strength("dwell", 600.0) > strength("dwell", 10.0) > strength("view")
+    assert strength("dwell", None) == strength("dwell", -5.0) == strength("view")
+    assert strength("add_to_cart") == pytest.approx(strength("like"))
+    assert strength("dislike") < 0
+    assert strength("recommendation_request") is None
+    assert event_strength(_event(1, "u", None, "view")) is None
+    assert set(EVENT_WEIGHTS) <= {"view", "click", "add_to_cart", "purchase", "like"}
+
+
+def test_ratings_are_judged_against_the_running_mean_on_any_scale():
+    def strength(value, mean):
+        return event_strength(_event(1, "u", "i", "rating", value), mean)
+
+    assert strength(4.0, None) == strength(4.0, 4.0) == EVENT_WEIGHTS["view"]  # no evidence
+    assert strength(5.0, 3.4) > 0 and strength(2.0, 3.4) < 0  # 1-5 scale
+    assert strength(9.0, 6.5) > 0 and strength(4.0, 6.5) < 0  # 1-10 scale: 4 is low
+
+
+def test_low_rating_and_dislike_teach_a_negative():
+    h = Harness(n_items=3)
+    for i in range(5):
+        h.act(f"fan{i}", "item-000", "rating", 5.0)
+    h.act("critic", "item-001", "rating", 1.0)  # below the mean of 5: negative
+    h.act("critic", "item-002", "dislike")
+    pop = h.rec.popularity
+    assert pop.predict_one("x", "item-000") > 0
+    assert pop.predict_one("x", "item-001") == 0.0  # negatives add no popularity
+    assert pop.predict_one("x", "item-002") == 0.0
+    assert h.rec.n_learned == 7  # ... but they are learned (by the MF model)
+
+
+def test_recommendation_request_teaches_nothing():
+    h = Harness(n_items=3)
+    h.act("u", None, "recommendation_request")
+    assert h.rec.n_learned == 0
+    assert h.rec.model_version == "mf+pop:0"
+    h.act("u", "item-001", "click")
+    assert h.rec.model_version == "mf+pop:1"
+
+
+# -- ranking ------------------------------------------------------------------------------
+
+
+def _trained(seed: int = 42, n_events: int = 3_000) -> Harness:
+    h = Harness(n_items=400, seed=seed)
+    for event in synthetic_log(seed, n_events=n_events):
+        h.feed(event)
+    return h
+
+
+@pytest.fixture(scope="module")
+def trained() -> Harness:
+    return _trained()
+
+
+def test_cold_start_user_gets_popularity_with_reasons(trained):
+    recs = trained.recommend("brand-new-user", 10)
+    assert len(recs) == 10
+    assert {r.source for r in recs} == {"popularity"}
+    assert all(r.reason == "popular right now" for r in recs)
+    pop = trained.rec.popularity
+    expected = sorted(range(400), key=lambda i: -pop.predict_one("x", f"item-{i:03d}"))[:10]
+    assert [r.item_id for r in recs] == [f"item-{i:03d}" for i in expected]
+    # A user with a single event is still cold, and personalized=False is always cold.
+    one_event = trained.rec.recommend("fresh", _state_with("item-000"), {}, 10)
+    assert {r.source for r in one_event} == {"popularity"}
+    warm_user = max(trained.states, key=lambda u: trained.states[u].event_count)
+    unpersonalized = trained.recommend(warm_user, 10, personalized=False)
+    assert {r.source for r in unpersonalized} == {"popularity"}
+
+
+def _state_with(*items: str) -> UserState:
+    state = UserState()
+    for n, item in enumerate(items):
+        state.apply(_event(n, "u", item), recent_max=RECENT_MAX, dedupe_window=64)
+    return state
+
+
+def test_warm_user_gets_collaborative_picks_explained_by_a_recent_item(trained):
+    warm = [u for u, s in trained.states.items() if s.event_count >= 10]
+    collaborative = 0
+    for user in warm[:30]:
+        recent = trained.states[user].recent_items
+        for r in trained.recommend(user, 10):
+            if r.source == "collaborative":
+                collaborative += 1
+                verb, _, item = r.reason.removeprefix("because you ").partition(" ")
+                assert verb in ("viewed", "bought") and item in recent, r.reason
+    assert collaborative > 100  # most of the 300 picks for warm users
+
+
+def test_filters_purchased_unavailable_and_recent_items_never_appear():
+    h = _trained(n_events=2_000)
+    for i in range(0, 400, 3):
+        h.rec.apply_item(ItemUpdate(f"item-{i:03d}", available=False))
+    for i in range(1, 400, 10):
+        h.rec.remove_item(f"item-{i:03d}")
+    blocked = {f"item-{i:03d}" for i in range(400) if i % 3 == 0 or i % 10 == 1}
+    h.act("user-001", "item-002", "purchase")
+    h.act("user-001", "item-005", "view")
+    for user, state in list(h.states.items())[:100]:
+        for personalized in (True, False):
+            recs = h.recommend(user, 10, personalized=personalized)
+            assert len(recs) == 10
+            ids = {r.item_id for r in recs}
+            assert not ids & blocked
+            assert not ids & set(state.purchased)
+            assert not ids & set(state.recent_items)
+    assert "item-002" in h.states["user-001"].purchased
+
+
+def test_deleted_items_are_never_revived_by_events(trained):
+    h = Harness(n_items=5)
+    h.rec.remove_item("item-003")
+    for i in range(20):  # a burst of interest in the deleted item
+        h.act(f"u{i}", "item-003", "purchase")
+        h.act(f"u{i}", "item-004", "view")
+    assert not h.rec.catalog_.is_available("item-003")
+    for user in ("u0", "u19", "newcomer"):
+        assert "item-003" not in {r.item_id for r in h.recommend(user, 10)}
+    assert [r.item_id for r in h.recommend("newcomer", 10)][0] == "item-004"
+
+
+def test_fewer_than_k_only_when_fewer_candidates():
+    h = Harness(n_items=5)
+    h.act("u", "item-000", "view")
+    h.act("u", "item-001", "purchase")
+    assert len(h.recommend("u", 10)) == 3
+    assert len(h.recommend("u", 2)) == 2
+    assert h.recommend("u", 0) == []
+    assert Recommender(Settings()).recommend("u", None, {}, 10) == []
+
+
+def test_scores_are_finite_floats_best_first(trained):
+    for user in list(trained.states)[:50] + ["nobody"]:
+        recs = trained.recommend(user, 10)
+        scores = [r.score for r in recs]
+        assert all(type(s) is float and math.isfinite(s) for s in scores)
+        assert scores == sorted(scores, reverse=True)
+        assert all(r.reason for r in recs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_non_finite_latents_never_reach_the_output():
+    h = _trained(n_events=1_500)
+    user, other = sorted(h.states, key=lambda u: -h.states[u].event_count)[:2]
+    h.rec.mf.model.u_latents[user][:] = np.nan
+    h.rec.mf._item_factors[:50] = np.inf  # as if 50 items had diverged
+    h.rec.mf._item_bias[50:60] = np.nan
+    for who in (user, other):  # a diverged user, and a healthy one meeting diverged items
+        for personalized in (True, False):
+            recs = h.recommend(who, 10, personalized=personalized)
+            assert len(recs) == 10 and all(math.isfinite(r.score) for r in recs)
+    # The healthy user is still personalized: the diverged items were neutralized, not
+    # allowed to flatten everyone else's scores.
+    assert any(r.source == "collaborative" for r in h.recommend(other, 10))
+    h.act(user, "item-007", "click")
+    assert h.rec.mf.n_resets >= 1
+    assert all(math.isfinite(r.score) for r in h.recommend(user, 10))
+
+
+def test_same_seed_same_log_same_recommendations():
+    first, second = _trained(seed=3, n_events=1_500), _trained(seed=3, n_events=1_500)
+    for user in list(first.states)[:40]:
+        assert first.recommend(user, 10) == second.recommend(user, 10)
+
+
+def test_pickle_round_trip_recommends_and_learns_identically():
+    h = _trained(n_events=1_500)
+    clone = pickle.loads(pickle.dumps(h.rec))
+    assert clone.catalog_ is clone.popularity._catalog is clone.mf.catalog_  # still shared
+    users = list(h.states)[:20]
+    for user in users:
+        assert clone.recommend(user, h.states[user], {}, 10) == h.recommend(user, 10)
+    more = synthetic_log(99, n_events=300)
+    for event in more:
+        h.feed(event)
+        clone.learn_one(event, h.states[event.user_id])
+    for user in users:
+        assert clone.recommend(user, h.states[user], {}, 10) == h.recommend(user, 10)
+    assert clone.model_version == h.rec.model_version
+
+
+def test_timings_report(capsys):
+    """Not a pass/fail check: prints the per-event costs on a 10k-item catalog (-s)."""
+    rng = random.Random(0)
+    h = Harness(n_items=0)
+    for i in range(10_000):
+        h.rec.apply_item(ItemUpdate(f"i{i}"))
+    kinds = ["view"] * 6 + ["click", "click", "add_to_cart", "purchase", "like"]
+    learn = []
+    for n in range(5_000):
+        item = f"i{int(rng.paretovariate(1.2) * 13) % 10_000}"
+        event = Event(f"e{n}", f"u{rng.randrange(500)}", item, rng.choice(kinds), T0 + n * 500)
+        state = h.states.setdefault(event.user_id, UserState())
+        state.apply(event, recent_max=50, dedupe_window=64)
+        start = time.perf_counter()
+        h.rec.learn_one(event, state)
+        learn.append(time.perf_counter() - start)
+    warm = [u for u, s in h.states.items() if s.event_count >= 5][:200]
+    recommend = []
+    for user in warm:
+        start = time.perf_counter()
+        h.recommend(user, 10)
+        recommend.append(time.perf_counter() - start)
+    with capsys.disabled():
+        print(f"\nlearn_one median {statistics.median(learn) * 1e6:.0f} us; "
+              f"recommend (10k items) median {statistics.median(recommend) * 1e3:.3f} ms")

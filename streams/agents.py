@@ -1,0 +1,134 @@
+"""The worker's stream processors: thin loops that move records between topics and tables.
+
+All per-record decisions live in :class:`streams.pipeline.Pipeline`. Stateful agents run at
+concurrency 1: with more, Faust can commit an offset past an event still in flight
+(faust-streaming #606) and a crash would lose it.
+
+Invalid input never stops an agent: it goes to the dead-letter topic with its reason and
+original bytes. A *bug* (any other exception) crashes the worker loudly, because a Faust
+agent that dies on its own just stops consuming while the worker looks alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.app import app, settings
+from streams.codecs import encode_dead_letter, encode_recommendation
+from streams.pipeline import Pipeline, RawRecord, profile_to_dict
+from streams.records import DeadLetter, Recommendation
+from streams.tables import user_profiles, user_state
+from streams.topics import (dead_letters_topic, events_topic, items_topic,
+                            recommendations_topic, users_topic)
+
+__all__ = ["pipeline", "process_events", "process_items", "process_users", "replicate_catalog"]
+
+log = logging.getLogger(__name__)
+
+pipeline = Pipeline(settings)
+
+
+def _raw(event: Any) -> RawRecord:
+    message = event.message
+    return RawRecord(message.topic, message.partition, message.offset, message.key,
+                     message.value, message.headers)
+
+
+async def _send_dead_letter(dead: DeadLetter) -> None:
+    value, headers = encode_dead_letter(dead, settings.output_format)
+    await dead_letters_topic.send(key=dead.key, value=value, headers=headers)
+
+
+async def _send_recommendation(rec: Recommendation) -> None:
+    value, headers = encode_recommendation(rec, settings.output_format)
+    await recommendations_topic.send(key=rec.user_id.encode("utf-8"), value=value, headers=headers)
+
+
+async def _crash(agent_name: str, exc: BaseException) -> None:
+    log.critical("agent %s failed on a record it could not dead-letter; stopping the worker",
+                 agent_name, exc_info=exc)
+    await app.crash(exc)
+
+
+@app.agent(events_topic, concurrency=1)
+async def process_events(stream: AsyncIterator[Any]) -> None:
+    """Events → user state (deduplicated) → learners → a recommendation per trigger."""
+    async for event in stream.events():  # type: ignore[attr-defined]
+        try:
+            outcome = pipeline.process_event(_raw(event), user_state.get, user_profiles.get)
+            if outcome.dead_letter is not None:
+                await _send_dead_letter(outcome.dead_letter)
+                continue
+            if outcome.applied:
+                user_state[outcome.user_id] = outcome.state.to_dict()  # type: ignore[union-attr]
+            if outcome.recommendation is not None:
+                await _send_recommendation(outcome.recommendation)
+        except Exception as exc:
+            await _crash("process_events", exc)
+            raise
+
+
+@app.agent(items_topic, concurrency=1)
+async def process_items(stream: AsyncIterator[Any]) -> None:
+    """Dead-letters invalid catalog records, once (by the partition's owner).
+
+    Valid ones are applied by :func:`replicate_catalog` on every worker, since every
+    worker ranks the whole catalog.
+    """
+    async for event in stream.events():  # type: ignore[attr-defined]
+        try:
+            _, dead = pipeline.process_item(_raw(event))
+            if dead is not None:
+                await _send_dead_letter(dead)
+        except Exception as exc:
+            await _crash("process_items", exc)
+            raise
+
+
+@app.agent(users_topic, concurrency=1)
+async def process_users(stream: AsyncIterator[Any]) -> None:
+    """Profile and consent upserts → the ``user_profiles`` table (co-partitioned with events)."""
+    async for event in stream.events():  # type: ignore[attr-defined]
+        try:
+            profile, dead = pipeline.process_user(_raw(event))
+            if dead is not None:
+                await _send_dead_letter(dead)
+            elif profile is not None:
+                user_profiles[profile.user_id] = profile_to_dict(profile, pipeline.clock())
+        except Exception as exc:
+            await _crash("process_users", exc)
+            raise
+
+
+@app.task
+async def replicate_catalog() -> None:
+    """Keep this worker's catalog complete: read every partition of ``items``, always.
+
+    Like a Kafka Streams GlobalKTable, this bypasses the consumer group on purpose; the
+    topic is compacted, so reading it from the start rebuilds the catalog after a restart.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                client_id=f"{settings.app_id}-catalog")
+    await consumer.start()
+    try:
+        partitions = None
+        while not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(settings.topic_items)
+            if not partitions:
+                await app.sleep(1.0)
+        consumer.assign([TopicPartition(settings.topic_items, p) for p in sorted(partitions)])
+        await consumer.seek_to_beginning()
+        applied = 0
+        while not app.should_stop:
+            batches = await consumer.getmany(timeout_ms=500, max_records=2000)
+            for messages in batches.values():
+                for m in messages:
+                    applied += pipeline.apply_item(RawRecord(m.topic, m.partition, m.offset,
+                                                             m.key, m.value, m.headers))
+    finally:
+        await consumer.stop()

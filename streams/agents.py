@@ -112,6 +112,7 @@ async def replicate_catalog() -> None:
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=settings.fetch_max_wait_ms,
                                 client_id=f"{settings.app_id}-catalog")
     await consumer.start()
     try:

@@ -29,6 +29,7 @@ def make_consumer(settings: Settings, topic: str, *, from_beginning: bool, **ove
 
     options: dict[str, Any] = dict(bootstrap_servers=settings.broker_servers, group_id=None,
                                    enable_auto_commit=False,
+                                   fetch_max_wait_ms=settings.fetch_max_wait_ms,
                                    client_id=f"{settings.app_id}-cli-consumer",
                                    auto_offset_reset="earliest" if from_beginning else "latest")
     options.update(overrides)

@@ -66,6 +66,9 @@ class Settings:
         "MICROMOMENT_DATADIR", "worker data directory (default: .micromoment/<app_id>-<web_port>)"))
     session_timeout_s: float = field(default=10.0, metadata=_env(
         "MICROMOMENT_SESSION_TIMEOUT", "consumer-group session timeout in seconds"))
+    fetch_max_wait_ms: int = field(default=20, metadata=_env(
+        "MICROMOMENT_FETCH_MAX_WAIT_MS", "longest a consumer fetch waits for data (latency bound "
+        "on brokers that hold fetches, like the embedded one)"))
     broker_wait_s: float = field(default=30.0, metadata=_env(
         "MICROMOMENT_BROKER_WAIT", "seconds a command waits for the broker before giving up"))
     top_k: int = field(default=10, metadata=_env(
@@ -156,8 +159,8 @@ class Settings:
 
     @property
     def faust_broker(self) -> str:
-        """The broker list in Faust's ``kafka://a:1;kafka://b:2`` form."""
-        return ";".join(f"kafka://{server}" for server in self.broker_servers)
+        """The broker list for Faust, selecting the ``micromoment`` transport (``streams.transport``)."""
+        return ";".join(f"micromoment://{server}" for server in self.broker_servers)
 
     @property
     def resolved_datadir(self) -> str:

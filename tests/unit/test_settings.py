@@ -26,7 +26,7 @@ def test_flags_override_environment():
 def test_several_brokers_and_faust_form():
     s = Settings.from_env({"MICROMOMENT_BROKER": "kafka://a:1;kafka://b:2"})
     assert s.broker_servers == ["a:1", "b:2"]
-    assert s.faust_broker == "kafka://a:1;kafka://b:2"
+    assert s.faust_broker == "micromoment://a:1;micromoment://b:2"
 
 
 @pytest.mark.parametrize("env, fragment", [

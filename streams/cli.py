@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="broker + worker + synthetic stream, live recommendations",
                        description="Start the embedded broker, a worker and a synthetic event "
                                    "stream, and show live recommendations until Ctrl-C.")
-    p.add_argument("--port", type=int, default=0, help="broker port (default 9092, or a free one if taken)")
-    p.add_argument("--web-port", type=int, default=0, help="worker HTTP port (default 6066, or a free one)")
+    p.add_argument("--port", type=int, help="broker port (default 9092, or a free one if taken)")
+    p.add_argument("--web-port", type=int, help="worker HTTP port (default 6066, or a free one if taken)")
     p.add_argument("--rate", type=_positive(float), default=50.0, help="events per second (default 50)")
     p.add_argument("--users", type=_positive(int), default=200, help="synthetic users (default 200)")
     p.add_argument("--items", type=_positive(int), default=400, help="synthetic items (default 400)")
@@ -234,7 +234,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
     settings = _settings(args)
-    return run_demo(settings, port=args.port, web_port=args.web_port, rate=args.rate,
+    return run_demo(settings, port=args.port or 0, web_port=args.web_port or 0, rate=args.rate,
                     users=args.users, items=args.items, duration=args.duration,
                     show_every=args.show_every, fmt=args.format)
 

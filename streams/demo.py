@@ -28,7 +28,7 @@ from streams.produce import publish_catalog, publish_events
 from streams.settings import Settings
 from streams.synthetic import SyntheticShop
 
-__all__ = ["run_demo", "spawn_worker", "wait_healthy"]
+__all__ = ["run_demo", "spawn_worker", "wait_ready"]
 
 
 def spawn_worker(settings: Settings, web_port: int, log_path: Path,
@@ -43,17 +43,17 @@ def spawn_worker(settings: Settings, web_port: int, log_path: Path,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def wait_healthy(web_port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> bool:
-    """Poll ``GET /health`` until it answers 200; ``False`` on timeout or if the process died."""
+def wait_ready(web_port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> bool:
+    """Poll ``GET /ready`` until it answers 200; ``False`` on timeout or if the process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=1) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/ready", timeout=1) as resp:
                 if resp.status == 200:
                     return True
-        except OSError:
+        except OSError:  # refused while starting, or 503 while not ready
             pass
         time.sleep(0.25)
     return False
@@ -139,7 +139,7 @@ def run_demo(settings: Settings, *, port: int = 0, web_port: int = 0, rate: floa
                   f"{workdir_path / 'worker.log'}) …\n")
         out.flush()
         worker = spawn_worker(settings, web_port, workdir_path / "worker.log")
-        if not wait_healthy(web_port, timeout=90, process=worker):
+        if not wait_ready(web_port, timeout=90, process=worker):
             out.write(f"micromoment: error: the worker did not start; see {workdir_path / 'worker.log'}\n")
             return 1
 

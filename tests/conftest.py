@@ -117,19 +117,14 @@ def start_worker(env: Env, *, wait_assigned: bool = True, timeout: float = 90) -
         if process.poll() is not None:
             raise AssertionError(f"worker exited with {process.returncode}:\n{worker.log()[-4000:]}")
         try:
-            status, _ = worker.get("/health")
-            if status == 200 and (not wait_assigned or _assigned(worker)):
+            status, _ = worker.get("/ready" if wait_assigned else "/health")
+            if status == 200:
                 return worker
         except (OSError, ValueError):
             pass
         time.sleep(0.3)
     worker.stop()
     raise AssertionError(f"worker not ready in {timeout} s:\n{worker.log()[-4000:]}")
-
-
-def _assigned(worker: Worker) -> bool:
-    """Faust logs the assignment table once the group is joined and partitions assigned."""
-    return "Worker ready" in worker.log()
 
 
 @pytest.fixture

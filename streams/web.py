@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.app import app
 from streams.state import UserState
-from streams.tables import user_state
+from streams.tables import user_profiles, user_state
 
 __all__ = ["health", "ready", "readiness_problems", "get_user"]
 
@@ -46,8 +46,14 @@ async def ready(self: Any, request: Any) -> Any:
 @app.page("/users/{user_id}")
 @app.table_route(table=user_state, match_info="user_id")
 async def get_user(self: Any, request: Any, user_id: str) -> Any:
-    """The user's state as this worker (the partition's owner) holds it; 404 if unknown."""
-    data = user_state.get(user_id)
-    if data is None:
+    """The user's state and profile as the partition's owner holds them; 404 if unknown.
+
+    ``user_state`` and ``user_profiles`` are co-partitioned, so the owner has both.
+    """
+    data, profile = user_state.get(user_id), user_profiles.get(user_id)
+    if data is None and profile is None:
         return self.json({"error": f"unknown user {user_id!r}"}, status=404)
-    return self.json(UserState.from_dict(data).public_view(user_id))
+    view = UserState.from_dict(data).public_view(user_id)
+    view["consent_personalization"] = (profile or {}).get("consent_personalization", True)
+    view["attributes"] = (profile or {}).get("attributes", {})
+    return self.json(view)

@@ -232,3 +232,24 @@ def test_third_party_clients_aiokafka_and_librdkafka(live):
     # Keyed consistently, hank's state is on the partition the router expects.
     status, body = worker.get("/users/hank")
     assert status == 200 and body["event_count"] == 1
+
+
+def test_opted_out_user_gets_non_personalized_recommendations(live):
+    env, settings, worker = live
+    value, headers = encode("user", {"user_id": "ivy", "consent_personalization": False,
+                                     "attributes": {"tier": "gold"}}, "json")
+    send_all(env.broker.bootstrap, settings.topic_users, [(b"ivy", value, headers)])
+    wait_until(lambda: worker.get("/users/ivy")[0] == 200, timeout=60, message="ivy's profile")
+    status, body = worker.get("/users/ivy")
+    assert body["consent_personalization"] is False and body["attributes"] == {"tier": "gold"}
+    assert body["event_count"] == 0
+    events = [event("ivy", f"item-{n:03d}", "click") for n in (1, 4, 7, 10)]
+    send_all(env.broker.bootstrap, settings.topic_events, [json_record(e) for e in events])
+    recs = recs_for(live, "ivy", 4)
+    assert all(item["source"] == "popularity" for rec in recs for item in rec["items"])
+    bad = [(b"ivy", b'{"user_id": "ivy", "consent_personalization": "maybe"}', [])]
+    send_all(env.broker.bootstrap, settings.topic_users, bad)
+    letters = dead_letters(env.broker.bootstrap, settings.topic_dead_letters,
+                           until=lambda ls: any(l["topic"] == settings.topic_users for l in ls))
+    letter = next(l for l in letters if l["topic"] == settings.topic_users)
+    assert letter["error_type"] == "wrong_type" and letter["value"] == bad[0][1]

@@ -4,11 +4,21 @@ The stream worker and offline replay both drive a :class:`Recommender`, so there
 single implementation of "what does an event teach us" and "what do we show next".
 
 Ranking treats the whole catalog as the candidate set and does everything with
-vectorized numpy over catalog rows: a blend of the matrix-factorization score and the
-time-decayed popularity (each min-max normalized over the candidates), boolean masks
-for what must not be shown, ``argpartition`` for the top k. Users with too little
-history for their latent vector to mean anything (and requests that opt out of
-personalization) get popularity alone.
+vectorized numpy over catalog rows: a weighted blend of three scores, each min-max
+normalized over the candidates,
+
+* **content**: the user's time-decayed affinity for the item's categories
+  (:class:`~streams.learners.CategoryAffinity`); it is meaningful after one event and
+  scores new items by their category (item cold start);
+* **collaborative**: the matrix-factorization score (:class:`~streams.learners.ImplicitMF`),
+  which needs a few events per user before its latent vector means anything;
+* **popularity**: time-decayed interaction weight; besides being the cold-start
+  fallback it breaks ties inside a liked category, so its bestsellers come first,
+
+then boolean masks for what must not be shown and ``argpartition`` for the top k.
+Each item's ``source`` is the component that contributed most to its score, and its
+``reason`` gives that component's evidence. Users with no history (and requests that
+opt out of personalization) get popularity alone.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import math
 import numpy as np
 
 from streams.catalog import Catalog
-from streams.learners import DecayedPopularity, ImplicitMF
+from streams.learners import CategoryAffinity, DecayedPopularity, ImplicitMF
 from streams.records import Event, ItemUpdate, RecommendedItem
 from streams.settings import Settings
 from streams.state import UserState
@@ -42,6 +52,7 @@ RATING_POSITIVE = EVENT_WEIGHTS["like"]
 #: Explicit negatives (dislike, rating below the running mean); any value <= 0 would do.
 NEGATIVE = -1.0
 
+SOURCE_CONTENT = "content"
 SOURCE_COLLABORATIVE = "collaborative"
 SOURCE_POPULARITY = "popularity"
 
@@ -94,11 +105,25 @@ class Recommender:
     catalog
         The item index to share; a new one is created if omitted.
     min_events
-        Users with fewer events than this get popularity only (cold start).
-    mf_weight
-        Weight of the normalized MF score in the blend; popularity gets the rest.
+        Users with fewer events than this get no collaborative (MF) score: their
+        latent vector is still mostly its random initialization.
+    content_min_events
+        Users with fewer events than this get no content score. At 1, a user's first
+        event already makes the next ranking category-aware.
+    content_weight, mf_weight, popularity_weight
+        Weights of the three min-max normalized scores in the blend (see
+        ``tests/unit/test_quality.py`` for how they were chosen). Popularity must stay
+        above 0 for the bestsellers of a liked category to rank first within it. A user
+        without content affinity (e.g. a catalog without categories) gets the content
+        weight moved to the MF score; users with no personalized component get
+        popularity alone.
     n_negatives
         Negatives sampled per positive event by the MF learner.
+    content_half_life_s
+        Event-time half-life of the users' category affinities.
+    content_attributes
+        Item attributes (e.g. ``("brand",)``) learned as content features alongside
+        the categories; none by default.
 
     Examples
     --------
@@ -106,18 +131,20 @@ class Recommender:
     >>> from streams.settings import Settings
     >>> from streams.state import UserState
     >>> rec = Recommender(Settings())
-    >>> for item in ("a", "b", "c"):
-    ...     rec.apply_item(ItemUpdate(item))
+    >>> for item, category in [("a", "shoes"), ("b", "bags"), ("c", "shoes")]:
+    ...     rec.apply_item(ItemUpdate(item, categories=(category,)))
     >>> state = UserState()
     >>> event = Event("e1", "u1", "a", "purchase", 1_700_000_000_000)
     >>> _ = state.apply(event, recent_max=50, dedupe_window=64)
     >>> rec.learn_one(event, state)
-    >>> [(r.item_id, r.source) for r in rec.recommend("u1", state, {}, k=5)]  # "a" was bought
-    [('b', 'popularity'), ('c', 'popularity')]
+    >>> for r in rec.recommend("u1", state, {}, k=5):  # "a" was bought: not shown again
+    ...     print(r.item_id, r.source, "|", r.reason)
+    c content | more shoes: you bought a
+    b popularity | available now
     >>> rec.recommend("new-user", None, {}, k=1)[0].reason
     'popular right now'
     >>> rec.model_version
-    'mf+pop:1'
+    'content+mf+pop:1'
     """
 
     def __init__(
@@ -126,14 +153,24 @@ class Recommender:
         catalog: Catalog | None = None,
         *,
         min_events: int = 3,
-        mf_weight: float = 0.8,
+        content_min_events: int = 1,
+        content_weight: float = 0.6,
+        mf_weight: float = 0.1,
+        popularity_weight: float = 0.3,
         n_negatives: int = 3,
+        content_half_life_s: float = 1_800.0,
+        content_attributes: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.min_events = min_events
+        self.content_min_events = content_min_events
+        self.content_weight = content_weight
         self.mf_weight = mf_weight
+        self.popularity_weight = popularity_weight
         self.n_negatives = n_negatives
+        self.content_half_life_s = content_half_life_s
+        self.content_attributes = content_attributes
         settings = Settings() if settings is None else settings
         self._catalog = Catalog() if catalog is None else catalog
         self._popularity = DecayedPopularity(settings.popularity_half_life_s, catalog=self._catalog)
@@ -142,6 +179,9 @@ class Recommender:
             n_negatives=n_negatives,
             seed=settings.seed,
             catalog=self._catalog,
+        )
+        self._content = CategoryAffinity(
+            content_half_life_s, attributes=content_attributes, catalog=self._catalog
         )
         self._n_learned = 0
         self._rating_sum = 0.0
@@ -162,20 +202,25 @@ class Recommender:
         return self._mf
 
     @property
+    def content(self) -> CategoryAffinity:
+        return self._content
+
+    @property
     def n_learned(self) -> int:
         """Events that taught the learners something."""
         return self._n_learned
 
     @property
     def model_version(self) -> str:
-        """Strategy and number of learned events, e.g. ``"mf+pop:1234"``."""
-        return f"mf+pop:{self._n_learned}"
+        """Strategy and number of learned events, e.g. ``"content+mf+pop:1234"``."""
+        return f"content+mf+pop:{self._n_learned}"
 
     # -- catalog feed ------------------------------------------------------------------------
 
     def apply_item(self, item: ItemUpdate) -> None:
         """An upsert from the catalog feed (re-lists the item if it had been deleted)."""
         self._catalog.upsert(item)
+        self._content.index_item(item.item_id)
 
     def remove_item(self, item_id: str) -> None:
         """A tombstone from the catalog feed: never recommended again unless re-listed."""
@@ -184,13 +229,14 @@ class Recommender:
     # -- learning ------------------------------------------------------------------------------
 
     def learn_one(self, event: Event, state: UserState | None = None) -> None:
-        """Teach both learners one event.
+        """Teach every learner one event.
 
         ``state`` is the user's state after the event; it is part of the signature so
         that a learner needing the user's history can have it, though none does yet.
         ``recommendation_request`` events, and events without an item, teach nothing.
         An item first seen here is registered in the catalog; a deleted one stays
-        deleted. Positive events add popularity; both signs train the MF learner.
+        deleted. Positive events add popularity; both signs train the MF learner and
+        the content affinities (a negative lowers the item's categories).
         """
         rating_mean = self._rating_sum / self._n_ratings if self._n_ratings else None
         strength = event_strength(event, rating_mean)
@@ -204,6 +250,7 @@ class Recommender:
         if strength > 0:
             self._popularity.learn_one(event.user_id, event.item_id, strength, x)
         self._mf.learn_one(event.user_id, event.item_id, strength, x)
+        self._content.learn_one(event.user_id, event.item_id, strength, x)
         self._n_learned += 1
 
     # -- ranking -------------------------------------------------------------------------------
@@ -232,27 +279,70 @@ class Recommender:
             return []
 
         popularity = self._popularity.score_all(n_items)
-        blended = _normalized(popularity, candidates)
-        collaborative = None
-        if personalized and self._is_warm(user_id, state):
-            mf = _normalized(self._mf.score_all(user_id, n_items), candidates)
-            mf *= self.mf_weight
-            blended *= 1.0 - self.mf_weight
-            collaborative = mf > blended  # which signal contributed more, per item
-            blended += mf
-        blended[~candidates] = -np.inf
+        popular = _normalized(popularity, candidates)
+        # Per component: its weighted normalized score, and where it counts as evidence.
+        parts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        if personalized and state is not None:
+            if self._content_is_warm(user_id, state):
+                content = self._content.score_all(user_id, n_items)
+                evidence = content > 0
+                parts[SOURCE_CONTENT] = (_normalized(content, candidates, out=content), evidence)
+            if self._mf_is_warm(user_id, state):
+                mf = self._mf.score_all(user_id, n_items)
+                parts[SOURCE_COLLABORATIVE] = (_normalized(mf, candidates, out=mf), None)
+        if parts:
+            weights = {SOURCE_CONTENT: self.content_weight, SOURCE_COLLABORATIVE: self.mf_weight}
+            if SOURCE_CONTENT not in parts:  # e.g. a catalog without categories
+                weights[SOURCE_COLLABORATIVE] += self.content_weight
+            popular *= self.popularity_weight
+            blended = popular.copy()
+            for name, (score, _) in parts.items():
+                score *= weights[name]
+                blended += score
+        else:
+            blended = popular
+        np.copyto(blended, -np.inf, where=~candidates)
 
         k = min(k, n_candidates)
         top = np.argpartition(-blended, k - 1)[:k] if k < n_items else np.arange(n_items)
         top = top[np.lexsort((top, -blended[top]))]  # best first, ties by row: deterministic
-        return self._explain(top, blended, popularity, collaborative, state)
+        sources = self._dominant(top, popular, parts)
+        return self._explain(user_id, top, blended, popularity, sources, state)
 
-    def _is_warm(self, user_id: str, state: UserState | None) -> bool:
+    def _content_is_warm(self, user_id: str, state: UserState) -> bool:
         return (
-            state is not None
+            self.content_weight > 0
+            and state.event_count >= self.content_min_events
+            and self._content.knows_user(user_id)
+        )
+
+    def _mf_is_warm(self, user_id: str, state: UserState) -> bool:
+        return (
+            self.mf_weight > 0
             and state.event_count >= self.min_events
             and self._mf.knows_user(user_id)
         )
+
+    def _dominant(
+        self,
+        rows: np.ndarray,
+        popular: np.ndarray,
+        parts: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    ) -> list[str]:
+        """Per ranked row, the component that contributed most (popularity on ties).
+
+        Content counts only where the user's affinity is positive: a high normalized
+        score that merely means "not a category you disliked" is no evidence.
+        """
+        if not parts:
+            return [SOURCE_POPULARITY] * len(rows)
+        names = [SOURCE_POPULARITY, *parts]
+        contributions = [popular[rows]] + [
+            score[rows] if evidence is None else np.where(evidence[rows], score[rows], 0.0)
+            for score, evidence in parts.values()
+        ]
+        winner = np.argmax(np.vstack(contributions), axis=0)
+        return [names[n] for n in winner.tolist()]
 
     def _candidate_mask(self, state: UserState | None, n_items: int) -> np.ndarray:
         mask = np.array(self._catalog.available_mask(), dtype=bool)
@@ -266,23 +356,56 @@ class Recommender:
 
     def _explain(
         self,
+        user_id: str,
         rows: np.ndarray,
         scores: np.ndarray,
         popularity: np.ndarray,
-        collaborative: np.ndarray | None,
+        sources: list[str],
         state: UserState | None,
     ) -> list[RecommendedItem]:
         item_id_at = self._catalog.item_id_at
-        because = {} if collaborative is None else self._because(rows[collaborative[rows]], state)
+        item_ids = [item_id_at(row) for row in rows.tolist()]
+        collaborative = [r for r, s in zip(rows.tolist(), sources) if s == SOURCE_COLLABORATIVE]
+        because = self._because(np.array(collaborative, dtype=np.intp), state)
+        liked = self._liked_categories(
+            user_id, [i for i, s in zip(item_ids, sources) if s == SOURCE_CONTENT], state
+        )
         items = []
-        for row in rows.tolist():
-            if row in because:
-                source, reason = SOURCE_COLLABORATIVE, because[row]
+        for row, item_id, source in zip(rows.tolist(), item_ids, sources):
+            if source == SOURCE_CONTENT:
+                reason = liked[item_id]
+            elif source == SOURCE_COLLABORATIVE:
+                reason = because[row]
             else:
-                source = SOURCE_POPULARITY
                 reason = "popular right now" if popularity[row] > 0 else "available now"
-            items.append(RecommendedItem(item_id_at(row), float(scores[row]), reason, source))
+            items.append(RecommendedItem(item_id, float(scores[row]), reason, source))
         return items
+
+    def _liked_categories(
+        self, user_id: str, item_ids: list[str], state: UserState | None
+    ) -> dict[str, str]:
+        """Reason of each content pick: ``more <category>: you viewed <item>``, naming the
+        item's best-liked category and the user's most recent item in it."""
+        category_of = {item: self._content.top_category(user_id, item) for item in item_ids}
+        wanted = {c for c in category_of.values() if c is not None}
+        evidence: dict[str, str] = {}
+        categories_of = self._catalog.categories_of
+        for recent in state.recent_items if state is not None and wanted else ():
+            for category in wanted.intersection(categories_of(recent)):
+                evidence.setdefault(category, recent)
+            if len(evidence) == len(wanted):
+                break
+        purchased = set(state.purchased) if state is not None else set()
+        reasons = {}
+        for item, category in category_of.items():
+            if category is None:  # liked through an attribute, not a category
+                reasons[item] = "matches what you like"
+            elif category in evidence:
+                verb = "bought" if evidence[category] in purchased else "viewed"
+                reasons[item] = f"more {category}: you {verb} {evidence[category]}"
+            else:
+                reasons[item] = f"because you like {category}"
+        return reasons
 
     def _because(self, rows: np.ndarray, state: UserState | None) -> dict[int, str]:
         """Reason of each collaborative pick: the most similar of the user's recent items."""
@@ -305,12 +428,19 @@ class Recommender:
         return reasons
 
 
-def _normalized(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Min-max scale ``scores`` to [0, 1] over the candidates in ``mask`` (0 if constant)."""
-    values = scores[mask]
-    low, high = float(values.min()), float(values.max())
+def _normalized(scores: np.ndarray, mask: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Min-max scale ``scores`` to [0, 1] over the candidates in ``mask`` (0 if constant).
+
+    ``out=scores`` scales in place: ranking a large catalog is dominated by allocating
+    and touching catalog-sized temporaries, so the hot path avoids them.
+    """
+    low = float(np.min(scores, where=mask, initial=np.inf))
+    high = float(np.max(scores, where=mask, initial=-np.inf))
+    if out is None:
+        out = np.empty_like(scores)
     if not high > low:
-        return np.zeros_like(scores)
-    out = scores - low
+        out.fill(0.0)
+        return out
+    np.subtract(scores, low, out=out)
     out *= 1.0 / (high - low)
     return out

@@ -5,7 +5,8 @@ know nothing about Kafka: the same objects are driven by the stream and by offli
 replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
 """
 
+from streams.learners.content import CategoryAffinity
 from streams.learners.matrix_factorization import ImplicitMF
 from streams.learners.popularity import DecayedPopularity
 
-__all__ = ["DecayedPopularity", "ImplicitMF"]
+__all__ = ["CategoryAffinity", "DecayedPopularity", "ImplicitMF"]

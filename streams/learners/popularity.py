@@ -25,6 +25,7 @@ import typing
 import numpy as np
 
 from streams.catalog import Catalog
+from streams.learners.base import event_time
 
 __all__ = ["DecayedPopularity"]
 
@@ -83,7 +84,7 @@ class DecayedPopularity:
         Without a timestamp the interaction happens at the current clock. Non-positive
         or non-finite weights are ignored: popularity counts only positive interest.
         """
-        t = self._timestamp(x)
+        t = event_time(x)
         if t is None:
             t = self._clock if self._clock is not None else 0.0
         if self._t0 is None:
@@ -109,7 +110,7 @@ class DecayedPopularity:
         row = self._catalog.index_of(item)
         if row is None or row >= len(self._weights) or self._t0 is None:
             return 0.0
-        t = self._timestamp(x)
+        t = event_time(x)
         return float(self._weights[row] * self._decay_to(t))
 
     def score_all(self, n_items: int, x: dict | None = None) -> np.ndarray:
@@ -121,18 +122,10 @@ class DecayedPopularity:
         if self._t0 is None:
             return scores
         filled = min(n_items, len(self._weights))
-        np.multiply(self._weights[:filled], self._decay_to(self._timestamp(x)), out=scores[:filled])
+        np.multiply(self._weights[:filled], self._decay_to(event_time(x)), out=scores[:filled])
         return scores
 
     # -- internals ------------------------------------------------------------------
-
-    @staticmethod
-    def _timestamp(x: dict | None) -> float | None:
-        if x is not None and x.get("timestamp") is not None:
-            t = float(x["timestamp"])
-            if math.isfinite(t):
-                return t
-        return None
 
     def _decay_to(self, t: float | None) -> float:
         # The weights already include every event up to the clock, so popularity can

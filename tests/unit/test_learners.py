@@ -1,4 +1,4 @@
-"""The online learners: decayed popularity and implicit matrix factorization."""
+"""The online learners: decayed popularity, implicit matrix factorization, content affinity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from streams.catalog import Catalog
-from streams.learners import DecayedPopularity, ImplicitMF
+from streams.learners import CategoryAffinity, DecayedPopularity, ImplicitMF
+from streams.records import ItemUpdate
 
 HOUR_MS = 3_600_000
 
@@ -204,3 +205,136 @@ def test_mf_pickle_round_trip_continues_identically():
             learner.learn_one(f"v{i % 5}", f"b{i % 10}", 1.5)
     np.testing.assert_array_equal(mf.score_all("v4", 20), clone.score_all("v4", 20))
     assert clone.n_learned == mf.n_learned == 630
+
+
+# -- CategoryAffinity -------------------------------------------------------------------------
+
+
+def _shop_catalog() -> Catalog:
+    catalog = Catalog()
+    for item, categories, brand in [
+        ("boot", ("shoes",), "acme"),
+        ("sneaker", ("shoes",), "zoom"),
+        ("tote", ("bags",), "acme"),
+        ("gym-bag", ("bags", "sport"), "zoom"),
+        ("cap", ("hats",), "acme"),
+    ]:
+        catalog.upsert(ItemUpdate(item, categories=categories, attributes={"brand": brand}))
+    return catalog
+
+
+def test_content_affinity_halves_every_half_life_of_event_time():
+    catalog = _shop_catalog()
+    content = CategoryAffinity(half_life_s=3_600.0, catalog=catalog)
+    content.learn_one("u", "boot", 4.0, {"timestamp": 0})
+    content.learn_one("u", "tote", 1.0, {"timestamp": 2 * HOUR_MS})
+    assert content.predict_one("u", "sneaker") == pytest.approx(1.0)  # 4 * 2 ** -2
+    assert content.predict_one("u", "tote") == pytest.approx(1.0)
+    assert content.predict_one("u", "tote", {"timestamp": 3 * HOUR_MS}) == pytest.approx(0.5)
+    # A late event (older than the user's latest) is added already decayed.
+    content.learn_one("u", "cap", 2.0, {"timestamp": HOUR_MS})
+    assert content.predict_one("u", "cap") == pytest.approx(1.0)
+    assert content.affinities("u") == pytest.approx({"shoes": 1.0, "bags": 1.0, "hats": 1.0})
+
+
+def test_content_negative_strength_lowers_the_category_below_unknown_ones():
+    content = CategoryAffinity(catalog=_shop_catalog())
+    content.learn_one("u", "boot", 1.5, {"timestamp": 0})
+    content.learn_one("u", "tote", 1.0, {"timestamp": 0})
+    assert content.predict_one("u", "sneaker") > content.predict_one("u", "tote") > 0
+    for _ in range(2):
+        content.learn_one("u", "tote", -1.0, {"timestamp": 0})  # disliked twice
+    assert content.predict_one("u", "tote") == pytest.approx(-1.0)
+    assert content.predict_one("u", "tote") < content.predict_one("u", "cap") == 0.0
+    assert content.top_category("u", "tote") is None  # no longer liked: no evidence
+    assert content.top_category("u", "sneaker") == "shoes"
+    assert content.knows_user("u") and not content.knows_user("v")
+
+
+def test_content_multi_category_items_average_and_unknown_categories_score_zero():
+    catalog = _shop_catalog()
+    catalog.ensure("mystery")  # seen in an event before the catalog feed described it
+    content = CategoryAffinity(catalog=catalog)
+    content.learn_one("u", "tote", 2.0, {"timestamp": 0})
+    scores = content.score_all("u", len(catalog))
+    expected = {"boot": 0.0, "sneaker": 0.0, "tote": 2.0, "gym-bag": 1.0, "cap": 0.0,
+                "mystery": 0.0}
+    for item, score in expected.items():
+        assert scores[catalog.index_of(item)] == pytest.approx(score)
+        assert content.predict_one("u", item) == pytest.approx(score)
+    content.learn_one("u", "mystery", 5.0, {"timestamp": 0})  # no categories: teaches nothing
+    assert content.affinities("u") == {"bags": 2.0}
+    # A multi-category item teaches each of its categories the full strength.
+    content.learn_one("w", "gym-bag", 1.0, {"timestamp": 0})
+    assert content.affinities("w") == {"bags": 1.0, "sport": 1.0}
+    assert content.predict_one("w", "gym-bag") == pytest.approx(1.0)
+    assert content.predict_one("w", "tote") == pytest.approx(1.0)
+
+
+def test_content_new_item_in_a_liked_category_scores_before_any_interaction():
+    catalog = _shop_catalog()
+    content = CategoryAffinity(catalog=catalog)
+    content.learn_one("u", "boot", 1.0, {"timestamp": 0})
+    for i in range(200):  # the catalog grows past the index's initial capacity
+        catalog.upsert(ItemUpdate(f"new-{i}", categories=("shoes" if i % 2 else "bags",)))
+    scores = content.score_all("u", len(catalog))
+    assert scores.shape == (205,)
+    assert content.predict_one("u", "new-199") == scores[catalog.index_of("new-199")] > 0
+    assert content.predict_one("u", "new-198") == 0.0
+    # A re-categorized item is re-read with index_item (what Recommender.apply_item does).
+    catalog.upsert(ItemUpdate("new-198", categories=("shoes",)))
+    assert content.predict_one("u", "new-198") == 0.0  # stale until re-indexed
+    content.index_item("new-198")
+    assert content.predict_one("u", "new-198") == pytest.approx(1.0)
+    assert content.score_all("nobody", len(catalog)).tolist() == [0.0] * 205
+
+
+def test_content_memory_per_user_is_bounded_keeping_the_strongest():
+    catalog = Catalog()
+    for i in range(100):
+        catalog.upsert(ItemUpdate(f"i{i}", categories=(f"c{i}",)))
+    content = CategoryAffinity(max_features=8, catalog=catalog)
+    content.learn_one("u", "i0", 50.0, {"timestamp": 0})  # one strong interest
+    for i in range(1, 100):
+        content.learn_one("u", f"i{i}", 1.0 + i / 100, {"timestamp": 0})
+        assert len(content.affinities("u")) <= 8
+    kept = content.affinities("u")
+    assert len(kept) == 8 and "c0" in kept
+    assert set(kept) - {"c0"} == {f"c{i}" for i in range(93, 100)}  # the strongest of the rest
+    assert content.predict_one("u", "i1") == 0.0  # forgotten
+
+
+def test_content_attributes_are_optional_features():
+    catalog = _shop_catalog()
+    plain = CategoryAffinity(catalog=catalog)
+    branded = CategoryAffinity(attributes=("brand",), attribute_weight=0.5, catalog=catalog)
+    for learner in (plain, branded):
+        learner.learn_one("u", "boot", 2.0, {"timestamp": 0})  # shoes, brand acme
+    assert plain.predict_one("u", "tote") == 0.0
+    assert branded.predict_one("u", "tote") == pytest.approx(0.5 * 2.0)  # same brand
+    assert branded.predict_one("u", "sneaker") == pytest.approx(2.0)  # same category
+    assert branded.predict_one("u", "boot") == pytest.approx(2.0 + 0.5 * 2.0)
+    assert branded.top_category("u", "tote") is None  # liked by brand, not category
+
+
+def test_content_ignores_zero_and_non_finite_strengths():
+    content = CategoryAffinity(catalog=_shop_catalog())
+    for y in (0.0, float("nan"), float("inf")):
+        content.learn_one("u", "boot", y, {"timestamp": 0})
+    assert not content.knows_user("u") and content.n_learned == 0
+
+
+def test_content_pickle_round_trip_continues_identically():
+    catalog = _shop_catalog()
+    content = CategoryAffinity(600.0, attributes=("brand",), catalog=catalog)
+    items = ["boot", "sneaker", "tote", "gym-bag", "cap"]
+    for i in range(40):
+        content.learn_one(f"u{i % 3}", items[i % 5], 1.0 + i % 3 - (i % 7 == 0) * 3,
+                          {"timestamp": i * 60_000})
+    clone = pickle.loads(pickle.dumps(content))
+    assert clone.catalog_ is not catalog
+    for learner in (content, clone):
+        learner.learn_one("u1", "cap", 2.0, {"timestamp": 41 * 60_000})
+    for user in ("u0", "u1", "u2"):
+        np.testing.assert_array_equal(content.score_all(user, 5), clone.score_all(user, 5))
+    assert clone.affinities("u1") == content.affinities("u1")

@@ -164,7 +164,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    import orjson
 
     from streams.admin import ensure_topics, wait_for_broker
     from streams.clients import make_producer

@@ -12,7 +12,6 @@ import math
 import struct
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest

@@ -12,23 +12,30 @@ agent that dies on its own just stops consuming while the worker looks alive.
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any, AsyncIterator
 
+import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, settings
 from streams.codecs import encode_dead_letter, encode_recommendation
+from streams.monitor import monitor, readiness_problems
 from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
 from streams.tables import user_profiles, user_state
 from streams.topics import (dead_letters_topic, events_topic, items_topic,
                             recommendations_topic, users_topic)
 
-__all__ = ["pipeline", "process_events", "process_items", "process_users", "replicate_catalog"]
+__all__ = ["pipeline", "process_events", "process_items", "process_users", "replicate_catalog",
+           "refresh_monitor"]
 
 log = logging.getLogger(__name__)
 
 pipeline = Pipeline(settings)
+monitor.worker_url = f"http://{settings.web_host}:{settings.web_port}"
+monitor.catalog_size = lambda: int(pipeline.recommender.catalog_.available_mask().sum())
+monitor.categories_of = pipeline.recommender.catalog_.categories_of
 
 
 def _raw(event: Any) -> RawRecord:
@@ -37,9 +44,10 @@ def _raw(event: Any) -> RawRecord:
                      message.value, message.headers)
 
 
-async def _send_dead_letter(dead: DeadLetter) -> None:
+async def _send_dead_letter(dead: DeadLetter, topic_kind: str) -> None:
     value, headers = encode_dead_letter(dead, settings.output_format)
     await dead_letters_topic.send(key=dead.key, value=value, headers=headers)
+    monitor.observe_dead_letter(topic_kind, dead.error_type)
 
 
 async def _send_recommendation(rec: Recommendation) -> None:
@@ -58,14 +66,21 @@ async def process_events(stream: AsyncIterator[Any]) -> None:
     """Events → user state (deduplicated) → learners → a recommendation per trigger."""
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
+            started = perf_counter()
             outcome = pipeline.process_event(_raw(event), user_state.get, user_profiles.get)
             if outcome.dead_letter is not None:
-                await _send_dead_letter(outcome.dead_letter)
+                await _send_dead_letter(outcome.dead_letter, "events")
+                monitor.observe_event("dead_lettered", None, perf_counter() - started)
                 continue
             if outcome.applied:
                 user_state[outcome.user_id] = outcome.state.to_dict()  # type: ignore[union-attr]
             if outcome.recommendation is not None:
                 await _send_recommendation(outcome.recommendation)
+            # Scores the event against the user's previous list before recording the new one.
+            monitor.observe_event("processed" if outcome.applied else "duplicate", outcome.event,
+                                  perf_counter() - started)
+            if outcome.recommendation is not None:
+                monitor.observe_recommendation(outcome.recommendation, outcome.personalized)
         except Exception as exc:
             await _crash("process_events", exc)
             raise
@@ -80,9 +95,11 @@ async def process_items(stream: AsyncIterator[Any]) -> None:
     """
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
+            started = perf_counter()
             _, dead = pipeline.process_item(_raw(event))
             if dead is not None:
-                await _send_dead_letter(dead)
+                await _send_dead_letter(dead, "items")
+            monitor.observe_record("items", perf_counter() - started)
         except Exception as exc:
             await _crash("process_items", exc)
             raise
@@ -93,11 +110,13 @@ async def process_users(stream: AsyncIterator[Any]) -> None:
     """Profile and consent upserts → the ``user_profiles`` table (co-partitioned with events)."""
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
+            started = perf_counter()
             profile, dead = pipeline.process_user(_raw(event))
             if dead is not None:
-                await _send_dead_letter(dead)
+                await _send_dead_letter(dead, "users")
             elif profile is not None:
                 user_profiles[profile.user_id] = profile_to_dict(profile, pipeline.clock())
+            monitor.observe_record("users", perf_counter() - started)
         except Exception as exc:
             await _crash("process_users", exc)
             raise
@@ -133,3 +152,50 @@ async def replicate_catalog() -> None:
                                                              m.key, m.value, m.headers))
     finally:
         await consumer.stop()
+
+
+class _RebalanceSensor(faust.Sensor):
+    """Counts rebalances and logs each one with its duration."""
+
+    def on_rebalance_start(self, app: Any) -> dict:
+        monitor.on_rebalance()
+        return {"started": perf_counter()}
+
+    def on_rebalance_end(self, app: Any, state: dict) -> None:
+        log.info("rebalance done in %.2f s; assigned %d partitions",
+                 perf_counter() - state.get("started", perf_counter()), len(app.consumer.assignment()))
+
+
+app.sensors.add(_RebalanceSensor())
+
+
+def _input_lags() -> dict[tuple[str, int], int]:
+    """Per owned input partition: highwater minus the committed offset (messages)."""
+    inputs = {settings.topic_events, settings.topic_items, settings.topic_users}
+    consumer = app.consumer
+    lags = {}
+    for tp in consumer.assignment():
+        if tp.topic not in inputs:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        committed = consumer._committed_offset.get(tp)  # Faust's record of what it committed
+        lags[(tp.topic, tp.partition)] = max(0, highwater - (committed or 0))
+    return lags
+
+
+@app.timer(interval=2.0)
+async def refresh_monitor() -> None:
+    """What can only be read periodically: lag, table sizes, readiness, learner counts."""
+    monitor.set_readiness(readiness_problems(app))
+    try:
+        monitor.set_lag(_input_lags())
+    except Exception as exc:  # the consumer may be mid-rebalance
+        log.debug("lag not available: %s", exc)
+    monitor.set_table_sizes({"user_state": len(user_state), "user_profiles": len(user_profiles)})
+    recommender = pipeline.recommender
+    monitor.observe_learners({"content": recommender.content.n_learned,
+                              "mf": recommender.mf.n_learned,
+                              "popularity": recommender.popularity.n_learned})
+    monitor.sample()

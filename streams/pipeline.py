@@ -55,7 +55,8 @@ class EventOutcome:
     applied: bool = False  # False for a duplicate (already applied) or an invalid event
     recommendation: Recommendation | None = None
     dead_letter: DeadLetter | None = None
-    event_type: str | None = None
+    event: Event | None = None
+    personalized: bool = True
 
 
 def _now_ms() -> int:
@@ -91,7 +92,7 @@ class Pipeline:
         if applied and personalized:
             self.recommender.learn_one(event, state)
         outcome = EventOutcome(user_id=event.user_id, state=state, applied=applied,
-                               event_type=event.event_type)
+                               event=event, personalized=personalized)
         if event.event_type in self.settings.trigger_event_types:
             # Re-emitted for a duplicate too: the first attempt may have died before its
             # send, and the deterministic recommendation_id lets consumers drop repeats.

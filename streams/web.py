@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from streams.app import app
+from streams.monitor import CONTENT_TYPE_LATEST, monitor, readiness_problems
 from streams.state import UserState
 from streams.tables import user_profiles, user_state
 
-__all__ = ["health", "ready", "readiness_problems", "get_user"]
+__all__ = ["health", "ready", "metrics", "get_user"]
 
 
 @app.page("/health")
@@ -21,26 +22,20 @@ async def health(self: Any, request: Any) -> Any:
     return self.json({"status": "ok"})
 
 
-def readiness_problems() -> list[str]:
-    """Why this worker cannot serve fresh results yet (empty when it can)."""
-    problems = []
-    if getattr(app, "rebalancing", False):
-        problems.append("consumer group is rebalancing")
-    recovery = app.tables.recovery
-    if recovery.in_recovery or not recovery.completed.is_set():
-        problems.append("tables are recovering from their changelogs")
-    if not app.consumer.assignment():
-        problems.append("no partitions assigned yet")
-    return problems
-
-
 @app.page("/ready")
 async def ready(self: Any, request: Any) -> Any:
     """Readiness: 200 once partitions are assigned and tables recovered, else 503 and why."""
-    problems = readiness_problems()
+    problems = readiness_problems(app)
+    monitor.set_readiness(problems)
     if problems:
         return self.json({"status": "not ready", "reasons": problems}, status=503)
     return self.json({"status": "ready"})
+
+
+@app.page("/metrics")
+async def metrics(self: Any, request: Any) -> Any:
+    """Prometheus exposition of this worker's metrics."""
+    return self.bytes(monitor.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 @app.page("/users/{user_id}")

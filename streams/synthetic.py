@@ -9,6 +9,7 @@ what the demo should show happening live.
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -36,6 +37,8 @@ class SyntheticShop:
     (100, 100)
     >>> all(e.user_id.startswith("user-") for e in events)
     True
+    >>> SyntheticShop(seed=1).event(0).event_id != SyntheticShop(seed=1).event(0).event_id
+    True
     """
 
     n_users: int = 200
@@ -44,6 +47,9 @@ class SyntheticShop:
     seed: int = 7
     unavailable_share: float = 0.03
     request_share: float = 0.05
+    #: Prefix of event ids. Each run gets a fresh one by default: the same seed replays the
+    #: same behaviour, but the worker would rightly drop re-sent event ids as duplicates.
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _rng: random.Random = field(init=False, repr=False)
     _items_by_category: dict[str, list[str]] = field(init=False, repr=False)
     _item_category: dict[str, str] = field(init=False, repr=False)
@@ -125,7 +131,7 @@ class SyntheticShop:
         rng = self._rng
         self._counter += 1
         user_id = self._pick_user()
-        event_id = f"evt-{self.seed}-{self._counter:09d}"
+        event_id = f"evt-{self.run_id}-{self._counter:09d}"
         context = self._context(user_id, now_ms)
         if rng.random() < self.request_share:
             return Event(event_id, user_id, None, "recommendation_request", now_ms, None, context)

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, settings
 from streams.codecs import encode_dead_letter, encode_recommendation
+from streams.logs import pseudonymize
 from streams.monitor import monitor, readiness_problems
 from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
@@ -48,6 +49,10 @@ async def _send_dead_letter(dead: DeadLetter, topic_kind: str) -> None:
     value, headers = encode_dead_letter(dead, settings.output_format)
     await dead_letters_topic.send(key=dead.key, value=value, headers=headers)
     monitor.observe_dead_letter(topic_kind, dead.error_type)
+    # The reason can quote ids from the record; it goes to the dead-letter topic, not the log.
+    log.info("dead-lettered %s[%d]@%d (key %s): %s", dead.topic, dead.partition, dead.offset,
+             pseudonymize(dead.key, settings.pseudonym_key), dead.error_type,
+             extra={"error_type": dead.error_type})
 
 
 async def _send_recommendation(rec: Recommendation) -> None:

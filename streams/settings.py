@@ -99,6 +99,10 @@ class Settings:
         "MICROMOMENT_SEED", "seed of every random choice the learners make"))
     log_level: str = field(default="info", metadata=_env(
         "MICROMOMENT_LOG_LEVEL", "worker log level"))
+    log_format: str = field(default="text", metadata=_env(
+        "MICROMOMENT_LOG_FORMAT", "worker log format: text, or json (one object per line)"))
+    pseudonym_key: str = field(default="micromoment", repr=False, metadata=_env(
+        "MICROMOMENT_PSEUDONYM_KEY", "secret key of the user-id pseudonyms in logs (set your own)"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -123,6 +127,8 @@ class Settings:
 
     def validate(self) -> None:
         """Reject values no component could work with, naming the variable."""
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"MICROMOMENT_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         if self.output_format not in ("json", "avro"):
             raise SettingsError("MICROMOMENT_OUTPUT_FORMAT must be 'json' or 'avro', "
                                 f"not {self.output_format!r}")

@@ -80,3 +80,22 @@ def test_metrics_move_with_the_stream(env, worker_factory):
     for (name, labels), _ in later.items():
         for _, value in labels:
             assert not value.startswith(("user-", "item-")), (name, labels)
+
+
+def test_json_logs_never_carry_a_raw_user_id(env, worker_factory):
+    env.extra["MICROMOMENT_LOG_FORMAT"] = "json"
+    settings = env.settings
+    ensure_topics(settings)
+    worker = worker_factory()
+    secret_user = "alice.secret@example.com"
+    bad = (secret_user.encode(), b'{"event_id": "x", "user_id": "someone-else"}', [])
+    send_all(env.broker.bootstrap, settings.topic_events, [bad])
+    wait_until(lambda: "dead-lettered" in worker.log(), timeout=60, message="a dead-letter log line")
+    import orjson
+
+    lines = [orjson.loads(line) for line in worker.log().splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
+    dead = [line for line in lines if "dead-lettered" in line["message"]]
+    assert dead and dead[0]["error_type"] in {"key_mismatch", "missing_field"}
+    assert secret_user not in worker.log() and "someone-else" not in worker.log()
+    assert any("u:" in line["message"] for line in dead)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install browser demo test test-fast clean
 
 install: $(STAMP) ## create .venv and install the project with its test tools
 
@@ -14,10 +14,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
+# The dashboard's browser test drives Debian's Chromium; without it (or without root) it skips.
+browser: ## install Debian's chromium for the browser test when root and apt-get allow it
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (apt-get) for the dashboard's browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+			|| echo "could not install chromium: the browser test will skip"; \
+	fi
+
 demo: install ## embedded broker + worker + synthetic stream, live recommendations (Ctrl-C stops)
 	$(BIN)/micromoment demo
 
-test: install ## the whole suite: unit, integration and end-to-end on the embedded broker
+test: install browser ## the whole suite: unit, integration and end-to-end on the embedded broker
 	$(BIN)/python -m pytest
 
 test-fast: install ## unit tests only (no broker)

@@ -52,3 +52,7 @@ async def get_user(self: Any, request: Any, user_id: str) -> Any:
     view["consent_personalization"] = (profile or {}).get("consent_personalization", True)
     view["attributes"] = (profile or {}).get("attributes", {})
     return self.json(view)
+
+
+# The dashboard's views live in their own module; importing it registers them.
+import streams.dashboard  # noqa: E402,F401

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test test-fast clean
+.PHONY: install test-tools demo test test-fast clean
 
 install: $(STAMP) ## create .venv and install the project with its test tools
 
@@ -14,18 +14,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
-# The dashboard's browser test drives Debian's Chromium; without it (or without root) it skips.
-browser: ## install Debian's chromium for the browser test when root and apt-get allow it
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium (apt-get) for the dashboard's browser test"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-			|| echo "could not install chromium: the browser test will skip"; \
+# System tools some tests drive: Debian's chromium (the dashboard's browser test) and
+# promtool (from the prometheus package: alert rules and their unit tests). Installed when
+# missing and root with apt-get allows it; otherwise those tests skip, saying why.
+test-tools: ## install chromium and promtool for the browser and alert-rule tests, when possible
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing (apt-get) for the browser and alert-rule tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } \
+			|| echo "could not install$$missing: those tests will skip"; \
 	fi
 
 demo: install ## embedded broker + worker + synthetic stream, live recommendations (Ctrl-C stops)
 	$(BIN)/micromoment demo
 
-test: install browser ## the whole suite: unit, integration and end-to-end on the embedded broker
+test: install test-tools ## the whole suite: unit, integration and end-to-end on the embedded broker
 	$(BIN)/python -m pytest
 
 test-fast: install ## unit tests only (no broker)

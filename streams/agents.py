@@ -29,7 +29,7 @@ from streams.topics import (dead_letters_topic, events_topic, items_topic,
                             recommendations_topic, users_topic)
 
 __all__ = ["pipeline", "process_events", "process_items", "process_users", "replicate_catalog",
-           "refresh_monitor"]
+           "replicate_forgets", "refresh_monitor"]
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,35 @@ async def process_items(stream: AsyncIterator[Any]) -> None:
             raise
 
 
+async def _forget(user_id: str, explicit: bool) -> None:
+    """Erase a user: tombstones in both tables' changelogs, learners, quality memory.
+
+    After an explicit forget record, a tombstone on ``users`` lets compaction erase the
+    user's profile history and the request itself; that tombstone comes back here and is
+    applied again, harmlessly, without another tombstone.
+    """
+    for table in (user_state, user_profiles):
+        if user_id in table:
+            del table[user_id]  # Faust writes a tombstone to the changelog
+    pipeline.recommender.forget_user(user_id)
+    monitor.quality.forget(user_id)
+    if explicit:
+        await users_topic.send(key=user_id.encode("utf-8"), value=None)
+    log.info("forgot user %s", pseudonymize(user_id, settings.pseudonym_key))
+
+
 @app.agent(users_topic, concurrency=1)
 async def process_users(stream: AsyncIterator[Any]) -> None:
-    """Profile and consent upserts → the ``user_profiles`` table (co-partitioned with events)."""
+    """Profile and consent upserts → ``user_profiles`` (co-partitioned with events); forgets."""
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
             started = perf_counter()
-            profile, dead = pipeline.process_user(_raw(event))
+            raw = _raw(event)
+            profile, dead = pipeline.process_user(raw)
             if dead is not None:
                 await _send_dead_letter(dead, "users")
+            elif profile is not None and profile.forget:
+                await _forget(profile.user_id, explicit=raw.value is not None and raw.value != b"")
             elif profile is not None:
                 user_profiles[profile.user_id] = profile_to_dict(profile, pipeline.clock())
             monitor.observe_record("users", perf_counter() - started)
@@ -127,36 +147,53 @@ async def process_users(stream: AsyncIterator[Any]) -> None:
             raise
 
 
-@app.task
-async def replicate_catalog() -> None:
-    """Keep this worker's catalog complete: read every partition of ``items``, always.
+async def _replicate(topic: str, apply: Any, name: str) -> None:
+    """Read every partition of ``topic`` from the start, forever, applying each record.
 
-    Like a Kafka Streams GlobalKTable, this bypasses the consumer group on purpose; the
-    topic is compacted, so reading it from the start rebuilds the catalog after a restart.
+    Like a Kafka Streams GlobalKTable, this bypasses the consumer group on purpose: every
+    worker needs every record (the whole catalog; every forget request, since any worker
+    may hold learned parameters of any user). Both topics are compacted, so reading from
+    the start after a restart rebuilds what matters.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                                client_id=f"{settings.app_id}-catalog")
+                                client_id=f"{settings.app_id}-{name}")
     await consumer.start()
     try:
         partitions = None
         while not partitions:
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(settings.topic_items)
+            partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 await app.sleep(1.0)
-        consumer.assign([TopicPartition(settings.topic_items, p) for p in sorted(partitions)])
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
-        applied = 0
         while not app.should_stop:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for messages in batches.values():
                 for m in messages:
-                    applied += pipeline.apply_item(RawRecord(m.topic, m.partition, m.offset,
-                                                             m.key, m.value, m.headers))
+                    apply(RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers))
     finally:
         await consumer.stop()
+
+
+@app.task
+async def replicate_catalog() -> None:
+    """Keep this worker's catalog complete: every valid ``items`` record, on every worker."""
+    await _replicate(settings.topic_items, pipeline.apply_item, "catalog")
+
+
+@app.task
+async def replicate_forgets() -> None:
+    """Erase forgotten users from this worker's learners, whoever owns their partition."""
+
+    def apply(record: RawRecord) -> None:
+        user_id = pipeline.apply_forget(record)
+        if user_id is not None:
+            monitor.quality.forget(user_id)
+
+    await _replicate(settings.topic_users, apply, "forgets")
 
 
 class _RebalanceSensor(faust.Sensor):

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTP bind address (env MICROMOMENT_WEB_HOST, default 127.0.0.1)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
                    help="log level (env MICROMOMENT_LOG_LEVEL, default info)")
+    p.add_argument("--log-format", choices=["text", "json"],
+                   help="log format (env MICROMOMENT_LOG_FORMAT, default text)")
 
     p = sub.add_parser("produce", help="publish events from a file or a synthetic stream",
                        description="Publish events to the events topic, keyed by user_id. With "
@@ -105,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive(float), default=0.0, metavar="S",
                    help="stop after S seconds (default: never)")
 
+    p = sub.add_parser("forget", help="erase a user everywhere (privacy)",
+                       description="Publish a forget request for USER_ID on the users topic. The "
+                                   "worker that owns the user tombstones their state and profile in "
+                                   "the tables' changelogs, every worker erases what its learners "
+                                   "hold of them, and GET /users/{id} answers 404.")
+    _add_broker(p)
+    p.add_argument("user_id", metavar="USER_ID", help="the id to erase")
+    p.add_argument("--wait", action="store_true",
+                   help="wait until the worker answers 404 for the user, and say how long it took")
+    p.add_argument("--worker", metavar="URL", help="worker to ask with --wait (default "
+                   "http://127.0.0.1:<MICROMOMENT_WEB_PORT, 6066>)")
+    p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="S",
+                   help="longest --wait waits (default 30)")
+
     p = sub.add_parser("demo", help="broker + worker + synthetic stream, live recommendations",
                        description="Start the embedded broker, a worker and a synthetic event "
                                    "stream, and show live recommendations until Ctrl-C.")
@@ -118,12 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show one recommendation every S seconds (default 2)")
     p.add_argument("--duration", type=_positive(float), default=0.0, metavar="S",
                    help="stop by itself after S seconds (default: run until Ctrl-C)")
+
+    from streams.status import DEFAULT_MAX_FRESHNESS_MS, DEFAULT_MAX_LAG, worker_url
+    p = sub.add_parser("status", help="health of the running workers: readiness, lag, freshness, quality",
+                       description="Find every worker (the --worker URLs and, through Faust's "
+                                   "/router/user_state/, the rest of the consumer group), read "
+                                   "each one's /ready and /dashboard/data, and report. Exit code 0 "
+                                   "when healthy, 1 when not (a worker unreachable or not ready, "
+                                   "no worker at all, lag or freshness above the thresholds).")
+    _add_broker(p)
+    p.add_argument("--worker", action="append", type=worker_url, metavar="URL",
+                   help="a worker's HTTP URL; repeat for several (default "
+                        "http://127.0.0.1:<MICROMOMENT_WEB_PORT, 6066>)")
+    p.add_argument("--json", action="store_true", help="one JSON object: workers, summary, healthy, problems")
+    p.add_argument("--max-lag", type=_positive(int), default=DEFAULT_MAX_LAG, metavar="N",
+                   help=f"unhealthy above this total consumer lag, in messages (default {DEFAULT_MAX_LAG})")
+    p.add_argument("--max-freshness-ms", type=_positive(float), default=DEFAULT_MAX_FRESHNESS_MS,
+                   metavar="N", help="unhealthy when a worker's freshness p99 is above this "
+                                     f"(default {DEFAULT_MAX_FRESHNESS_MS:g})")
     return parser
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {key: getattr(args, key, None) for key in ("broker", "web_port", "web_host",
-                                                         "log_level", "seed")}
+                                                         "log_level", "log_format", "seed")}
     overrides.update(extra)
     return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
 
@@ -158,7 +192,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import streams.agents  # noqa: F401  (registers the agents)
     import streams.web  # noqa: F401  (registers the views)
 
-    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    from streams.logs import logging_config
+
+    worker = Worker(app, loglevel=settings.log_level, quiet=True,
+                    logging_config=logging_config(settings.log_level, settings.log_format))
     worker.execute_from_commandline()
     return 0
 
@@ -229,6 +266,48 @@ def cmd_consume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    import time
+    import urllib.error
+    import urllib.request
+
+    from streams.admin import ensure_topics, wait_for_broker
+    from streams.clients import make_producer
+    from streams.codecs import encode
+
+    settings = _settings(args)
+    if not args.user_id or len(args.user_id) > settings.max_id_length:
+        raise CliError(f"USER_ID must be 1 to {settings.max_id_length} characters")
+    wait_for_broker(settings)
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    started = time.monotonic()
+    try:
+        value, headers = encode("user", {"user_id": args.user_id, "forget": True}, "json")
+        producer.send(settings.topic_users, key=args.user_id.encode(), value=value, headers=headers)
+        producer.flush()
+    finally:
+        producer.close()
+    print(f"forget request for {args.user_id!r} published to {settings.topic_users}", file=sys.stderr)
+    if not args.wait:
+        return 0
+    url = (args.worker or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+    deadline = started + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/users/{args.user_id}", timeout=5).close()
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                print(f"erased: {url} answers 404 after {time.monotonic() - started:.1f} s",
+                      file=sys.stderr)
+                return 0
+        except OSError as exc:
+            raise CliError(f"no worker answers at {url} ({exc}); is `micromoment worker` running?")
+        time.sleep(0.2)
+    print(f"micromoment: error: {url} still knows the user after {args.timeout:g} s", file=sys.stderr)
+    return 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -238,8 +317,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     show_every=args.show_every, fmt=args.format)
 
 
-COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
-            "consume": cmd_consume, "demo": cmd_demo}
+def cmd_status(args: argparse.Namespace) -> int:
+    import os
+
+    from streams.status import default_worker_url, run_status
+
+    settings = _settings(args)
+    configured = args.broker is not None or "MICROMOMENT_BROKER" in os.environ
+    return run_status(seeds=args.worker or [default_worker_url(settings.web_port)],
+                      broker_url=settings.broker, broker_settings=settings if configured else None,
+                      as_json=args.json, max_lag=args.max_lag, max_freshness_ms=args.max_freshness_ms)
+
+
+COMMANDS = {"forget": cmd_forget, "broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
+            "consume": cmd_consume, "demo": cmd_demo, "status": cmd_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import json
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
@@ -51,6 +53,7 @@ __all__ = [
     "encode_event",
     "encode_recommendation",
     "encode_dead_letter",
+    "DEAD_LETTER_MAX_BYTES",
     "decode_recommendation",
     "decode_dead_letter",
 ]
@@ -284,7 +287,7 @@ def encode(kind: str, record: Mapping[str, Any],
     (b'{"user_id":"u1","consent_personalization":true,"attributes":{}}', [('content-type', b'application/json')])
     >>> value, headers = encode("user", {"user_id": "u1"}, "avro")
     >>> value, decode("user", value, headers)
-    (b'\\x04u1\\x01\\x00', {'user_id': 'u1', 'consent_personalization': True, 'attributes': {}})
+    (b'\\x04u1\\x01\\x00\\x00', {'user_id': 'u1', 'consent_personalization': True, 'attributes': {}, 'forget': False})
     """
     if fmt == "json":
         fields = _bytes_fields(kind)
@@ -336,15 +339,50 @@ def encode_recommendation(rec: Recommendation,
     return encode("recommendation", rec.to_dict(), fmt)
 
 
-def encode_dead_letter(dl: DeadLetter,
-                       fmt: Literal["json", "avro"] = "json") -> tuple[bytes, list[tuple[str, bytes]]]:
+#: Largest dead letter sent, counting the Kafka key it is sent with (the original key):
+#: under Faust's producer_max_request_size (1,000,000) and Kafka's default max.message.bytes.
+DEAD_LETTER_MAX_BYTES = 990_000
+
+
+def encode_dead_letter(dl: DeadLetter, fmt: Literal["json", "avro"] = "json",
+                       max_bytes: int = DEAD_LETTER_MAX_BYTES) -> tuple[bytes, list[tuple[str, bytes]]]:
     """Encode a :class:`~streams.records.DeadLetter`; in JSON its key/value bytes are base64.
+
+    A dead letter embeds the original key and value (in JSON as base64, 4/3 their size), so
+    for a record near Kafka's 1 MB limit it would be too large to send, and the worker would
+    crash on that record again after every restart. When it would exceed ``max_bytes``, the
+    embedded value, then the embedded key, are cut to a prefix that fits, and the reason
+    says so with their full sizes and SHA-256 (topic, partition and offset still point to
+    the original record).
 
     >>> dl = DeadLetter("events", 0, 7, b"u1", b"\\xff", "not JSON", "invalid_utf8", 1_000)
     >>> encode_dead_letter(dl)[0][:60]
     b'{"topic":"events","partition":0,"offset":7,"key":"dTE=","val'
+    >>> big = DeadLetter("events", 0, 7, b"u1", b"x" * 10_000, "too big", "oversized", 1_000)
+    >>> value, _ = encode_dead_letter(big, max_bytes=5_000)
+    >>> len(value) <= 5_000, decode_dead_letter(value)["reason"][:67]
+    (True, 'too big [dead letter shortened to fit a Kafka message: value cut to')
     """
-    return encode("dead_letter", dl.to_dict(), fmt)
+    value, headers = encode("dead_letter", dl.to_dict(), fmt)
+    excess = len(value) + len(dl.key or b"") - max_bytes
+    if excess > 0:
+        value, headers = encode("dead_letter", _shortened(dl, excess, fmt).to_dict(), fmt)
+    return value, headers
+
+
+def _shortened(dl: DeadLetter, excess: int, fmt: str) -> DeadLetter:
+    """``dl`` with its embedded value (then key) cut by enough bytes to lose ``excess``."""
+    cut = -(-excess * 3 // 4) if fmt == "json" else excess  # base64: 4 bytes per 3 in JSON
+    cut += 1024  # room for the longer reason
+    value, key = dl.value or b"", dl.key or b""
+    keep_value = max(0, len(value) - cut)
+    keep_key = max(0, len(key) - max(0, cut - len(value)))
+    notes = [f"{name} cut to its first {keep} of {len(data)} bytes (sha256 {hashlib.sha256(data).hexdigest()})"
+             for name, data, keep in (("value", value, keep_value), ("key", key, keep_key)) if keep < len(data)]
+    return replace(dl, key=None if dl.key is None else key[:keep_key],
+                   value=None if dl.value is None else value[:keep_value],
+                   reason=f"{dl.reason} [dead letter shortened to fit a Kafka message: {'; '.join(notes)}; "
+                          f"the original is {dl.topic}[{dl.partition}]@{dl.offset}]")
 
 
 def decode_recommendation(value: bytes, headers: Any = None) -> dict[str, Any]:

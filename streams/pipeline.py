@@ -140,6 +140,14 @@ class Pipeline:
             self.recommender.apply_item(item)
         return True
 
+    def apply_forget(self, record: RawRecord) -> str | None:
+        """Erase a user from this worker's learners if ``record`` asks to; return the id."""
+        profile, dead = self.process_user(record)
+        if dead is not None or profile is None or not profile.forget:
+            return None
+        self.recommender.forget_user(profile.user_id)
+        return profile.user_id
+
     def process_user(self, record: RawRecord) -> tuple[UserProfile | None, DeadLetter | None]:
         try:
             return parse_user(record.key, record.value, record.headers, self.validator), None

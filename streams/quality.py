@@ -88,6 +88,10 @@ class OnlineQuality:
         self._exposures.append(items)
         self._exposure_counts.update(items)
 
+    def forget(self, user_id: str) -> None:
+        """Drop what is remembered of the user's last recommendation (privacy)."""
+        self._last.pop(user_id, None)
+
     def on_event(self, event: Event) -> None:
         """Score the event against what we last recommended to its user (before learning)."""
         if event.item_id is None or event.event_type not in ENGAGEMENT_TYPES:

@@ -210,6 +210,14 @@ class Recommender:
         """Events that taught the learners something."""
         return self._n_learned
 
+    def forget_user(self, user_id: str) -> None:
+        """Remove the user from every learner that keeps per-user parameters.
+
+        Popularity holds only item aggregates, so it has nothing of the user to erase.
+        """
+        self._mf.forget_user(user_id)
+        self._content.forget_user(user_id)
+
     @property
     def model_version(self) -> str:
         """Strategy and number of learned events, e.g. ``"content+mf+pop:1234"``."""

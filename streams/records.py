@@ -64,11 +64,15 @@ class ItemUpdate:
 
 @dataclass(frozen=True, slots=True)
 class UserProfile:
-    """A profile and consent upsert (topic ``users``, keyed by ``user_id``)."""
+    """A profile and consent upsert (topic ``users``, keyed by ``user_id``).
+
+    ``forget`` asks for the user to be erased everywhere (also sent as a tombstone).
+    """
 
     user_id: str
     consent_personalization: bool = True
     attributes: dict[str, str] = field(default_factory=dict)
+    forget: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,9 @@ class Settings:
         "MICROMOMENT_N_FACTORS", "latent factors of the matrix-factorization learner"))
     seed: int = field(default=42, metadata=_env(
         "MICROMOMENT_SEED", "seed of every random choice the learners make"))
+    admin_token: str = field(default="", repr=False, metadata=_env(
+        "MICROMOMENT_ADMIN_TOKEN", "bearer token required by admin endpoints (DELETE /users/{id}); "
+        "without one they answer only when the web server binds to loopback"))
     log_level: str = field(default="info", metadata=_env(
         "MICROMOMENT_LOG_LEVEL", "worker log level"))
     log_format: str = field(default="text", metadata=_env(

@@ -61,7 +61,7 @@ class Validator:
     >>> v.item({"item_id": "i1", "categories": ["shoes"]})
     ItemUpdate(item_id='i1', available=True, categories=('shoes',), attributes={}, text=None)
     >>> v.user({"user_id": "u1", "consent_personalization": False})
-    UserProfile(user_id='u1', consent_personalization=False, attributes={})
+    UserProfile(user_id='u1', consent_personalization=False, attributes={}, forget=False)
     >>> v.event({"event_id": "e1", "user_id": "u1", "event_type": "view",
     ...          "timestamp": 1_700_000_000_000}, now_ms=1_700_000_000_000)
     Traceback (most recent call last):
@@ -237,7 +237,8 @@ class Validator:
         user_id = self._id(get("user_id"), "user", "user_id")
         consent = self._bool(get("consent_personalization"), "user", "consent_personalization", True)
         attributes = self._map(get("attributes"), "user", "attributes")
-        return UserProfile(user_id, consent, attributes)
+        forget = self._bool(get("forget"), "user", "forget", False)
+        return UserProfile(user_id, consent, attributes, forget)
 
 
 # -- what the Faust agents call: size check -> decode -> validate -> key check -------------
@@ -298,31 +299,45 @@ def parse_item(key: bytes | None, value: bytes | None, headers: Any,
     'red shoes'
     """
     if not value:
-        if not key:
-            raise InvalidRecord("key_mismatch", "item tombstone (null value) has no key, "
-                                "so there is no item to delete; items must be keyed by item_id")
-        if type(key) is str:
-            key_id = key
-        else:
-            try:
-                key_id = bytes(key).decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidRecord("invalid_utf8", "item tombstone key is not valid UTF-8, "
-                                    "so it cannot name an item") from None
-        validator._id(key_id, "item tombstone", "key")
+        _tombstone_id(key, "item", validator)
         return None
     item = validator.item(_decode("item", value, headers, validator))
     _check_key(key, item.item_id, "item", "item_id", "so that compaction keeps one record per item")
     return item
 
 
+def _tombstone_id(key: bytes | str | None, kind: str, validator: Validator) -> str:
+    """The id a tombstone (null value) deletes: its key, which must be a valid id."""
+    if not key:
+        raise InvalidRecord("key_mismatch", f"{kind} tombstone (null value) has no key, so there "
+                            f"is no {kind} to delete; {kind}s must be keyed by {kind}_id")
+    if type(key) is str:
+        key_id = key
+    else:
+        try:
+            key_id = bytes(key).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRecord("invalid_utf8", f"{kind} tombstone key is not valid UTF-8, "
+                                f"so it cannot name a {kind}") from None
+    validator._id(key_id, f"{kind} tombstone", "key")
+    return key_id
+
+
 def parse_user(key: bytes | None, value: bytes | None, headers: Any, validator: Validator) -> UserProfile:
     """Bytes of one ``users`` record -> :class:`UserProfile`, or :class:`InvalidRecord`.
+
+    A tombstone (null value) keyed by a user id is Kafka's delete: it forgets that user,
+    like a record with ``"forget": true``.
+
+    >>> parse_user(b"u1", None, None, Validator()).forget
+    True
 
     >>> parse_user(b"u1", b'{"user_id": "u1", "attributes": {"segment": "vip"}}', None,
     ...            Validator()).attributes
     {'segment': 'vip'}
     """
+    if not value:
+        return UserProfile(_tombstone_id(key, "user", validator), forget=True)
     user = validator.user(_decode("user", value, headers, validator))
     _check_key(key, user.user_id, "user", "user_id", _USER_KEY_WHY)
     return user

@@ -125,6 +125,10 @@ class CategoryAffinity:
         profile = self._users.get(user)
         return profile is not None and bool(profile[1])
 
+    def forget_user(self, user: typing.Hashable) -> None:
+        """Erase the user's affinity profile (privacy: forget-a-user)."""
+        self._users.pop(user, None)
+
     def affinities(self, user: typing.Hashable) -> dict[str, float]:
         """The user's category affinities at their last event, strongest first."""
         profile = self._users.get(user)

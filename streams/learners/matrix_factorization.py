@@ -174,17 +174,32 @@ class ImplicitMF:
             self._item_factors[row] = 0.0
             self._item_bias[row] = 0.0
 
+    def forget_user(self, user: typing.Hashable) -> None:
+        """Erase everything learned about ``user`` (privacy: forget-a-user).
+
+        Latents, bias and the optimizers' per-user gradient history all go; the items'
+        parameters keep what they learned in aggregate, as they do for every user.
+        """
+        model = self._model
+        self._drop(user, model.u_latents, model.u_biases, model.u_latent_optimizer,
+                   model.u_bias_optimizer)
+
     def _forget(
         self, key: typing.Hashable, latents: dict, biases: dict, *optimizers: optim.base.Optimizer
     ) -> None:
         """Reset diverged parameters: River re-initializes them on next use."""
+        self._drop(key, latents, biases, *optimizers)  # a diverged history would diverge again
+        self._n_resets += 1
+
+    @staticmethod
+    def _drop(key: typing.Hashable, latents: dict, biases: dict,
+              *optimizers: optim.base.Optimizer) -> None:
         latents.pop(key, None)
         biases.pop(key, None)
-        for optimizer in optimizers:  # a diverged gradient history would diverge again
+        for optimizer in optimizers:
             history = getattr(optimizer, "g2", None)
             if isinstance(history, dict):
                 history.pop(key, None)
-        self._n_resets += 1
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._item_bias)

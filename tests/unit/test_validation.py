@@ -190,9 +190,11 @@ def test_parse_event_json_and_avro(fmt):
 
 
 @pytest.mark.parametrize("value", [None, b""])
-def test_empty_event_and_user(value):
+def test_empty_event_is_rejected_and_empty_user_is_a_forget_tombstone(value):
     rejects(parse_event, b"u1", value, None, V, NOW, error_type="empty", names="event value")
-    rejects(parse_user, b"u1", value, None, V, error_type="empty", names="user value")
+    assert parse_user(b"u1", value, None, V) == UserProfile("u1", forget=True)
+    rejects(parse_user, None, value, None, V, error_type="key_mismatch", names="no key")
+    rejects(parse_user, b"\xff", value, None, V, error_type="invalid_utf8", names="UTF-8")
 
 
 def test_oversized_is_checked_before_decoding():

@@ -12,6 +12,7 @@ import logging
 import time
 
 from streams.broker import port_open
+from streams.security import kafka_python_options
 from streams.settings import Settings
 
 __all__ = ["BrokerUnavailable", "wait_for_broker", "ensure_topics", "input_topics", "all_topics"]
@@ -69,7 +70,8 @@ def ensure_topics(settings: Settings, topics: list[str] | None = None) -> list[s
 
     wanted = all_topics(settings) if topics is None else topics
     admin = KafkaAdminClient(bootstrap_servers=settings.broker_servers,
-                             client_id=f"{settings.app_id}-admin", request_timeout_ms=10_000)
+                             client_id=f"{settings.app_id}-admin", request_timeout_ms=10_000,
+                             **kafka_python_options(settings))
     try:
         existing = set(admin.list_topics())
         created = []

@@ -24,6 +24,7 @@ from streams.logs import pseudonymize
 from streams.monitor import monitor, readiness_problems
 from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
+from streams.security import aiokafka_options
 from streams.tables import user_profiles, user_state
 from streams.topics import (dead_letters_topic, events_topic, items_topic,
                             recommendations_topic, users_topic)
@@ -158,7 +159,8 @@ async def _replicate(topic: str, apply: Any, name: str) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                                client_id=f"{settings.app_id}-{name}")
+                                client_id=f"{settings.app_id}-{name}",
+                                **aiokafka_options(settings))
     await consumer.start()
     try:
         partitions = None

@@ -13,6 +13,7 @@ import faust
 import orjson
 from faust.serializers import codecs
 
+from streams.security import faust_options
 from streams.settings import get_settings
 
 __all__ = ["app", "settings"]
@@ -49,4 +50,5 @@ app = faust.App(
     canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     datadir=settings.resolved_datadir,
     web_in_thread=False,
+    **faust_options(settings),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.security import kafka_python_options
 from streams.settings import Settings
 
 __all__ = ["make_producer", "make_consumer"]
@@ -18,7 +19,8 @@ def make_producer(settings: Settings, **overrides: Any):
 
     options: dict[str, Any] = dict(bootstrap_servers=settings.broker_servers,
                                    client_id=f"{settings.app_id}-cli-producer",
-                                   linger_ms=5, acks="all", retries=5)
+                                   linger_ms=5, acks="all", retries=5,
+                                   **kafka_python_options(settings))
     options.update(overrides)
     return KafkaProducer(**options)
 
@@ -31,7 +33,8 @@ def make_consumer(settings: Settings, topic: str, *, from_beginning: bool, **ove
                                    enable_auto_commit=False,
                                    fetch_max_wait_ms=settings.fetch_max_wait_ms,
                                    client_id=f"{settings.app_id}-cli-consumer",
-                                   auto_offset_reset="earliest" if from_beginning else "latest")
+                                   auto_offset_reset="earliest" if from_beginning else "latest",
+                                   **kafka_python_options(settings))
     options.update(overrides)
     consumer = KafkaConsumer(**options)
     partitions = consumer.partitions_for_topic(topic) or set(range(settings.partitions))

@@ -71,6 +71,25 @@ class Settings:
         "on brokers that hold fetches, like the embedded one)"))
     broker_wait_s: float = field(default=30.0, metadata=_env(
         "MICROMOMENT_BROKER_WAIT", "seconds a command waits for the broker before giving up"))
+    security_protocol: str = field(default="PLAINTEXT", metadata=_env(
+        "MICROMOMENT_SECURITY_PROTOCOL", "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT "
+        "or SASL_SSL (every client: worker, replicator, CLI, admin)"))
+    ssl_cafile: str = field(default="", metadata=_env(
+        "MICROMOMENT_SSL_CAFILE", "PEM file of the CA(s) that signed the brokers' certificates "
+        "(default: the system's CAs)"))
+    ssl_certfile: str = field(default="", metadata=_env(
+        "MICROMOMENT_SSL_CERTFILE", "PEM client certificate for mutual TLS (may also hold the key)"))
+    ssl_keyfile: str = field(default="", metadata=_env(
+        "MICROMOMENT_SSL_KEYFILE", "PEM private key of the client certificate (unencrypted)"))
+    ssl_check_hostname: bool = field(default=True, metadata=_env(
+        "MICROMOMENT_SSL_CHECK_HOSTNAME", "check that the broker's certificate names the host "
+        "connected to (the CA is verified either way)"))
+    sasl_mechanism: str = field(default="", metadata=_env(
+        "MICROMOMENT_SASL_MECHANISM", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+    sasl_username: str = field(default="", metadata=_env(
+        "MICROMOMENT_SASL_USERNAME", "SASL username"))
+    sasl_password: str = field(default="", repr=False, metadata=_env(
+        "MICROMOMENT_SASL_PASSWORD", "SASL password (secret: never printed)"))
     top_k: int = field(default=10, metadata=_env(
         "MICROMOMENT_TOP_K", "items per recommendation"))
     trigger_event_types: frozenset[str] = field(default=frozenset(DEFAULT_TRIGGERS), metadata=_env(
@@ -145,6 +164,9 @@ class Settings:
             raise SettingsError(f"MICROMOMENT_TRIGGER_EVENT_TYPES has unknown types {unknown}; "
                                 f"known: {', '.join(EVENT_TYPES)}")
         self.broker_servers  # parses, raising SettingsError when malformed
+        from streams.security import validate_security
+
+        validate_security(self)
 
     @property
     def broker_servers(self) -> list[str]:
@@ -190,7 +212,10 @@ def _coerce(name: str, default: Any, raw: Any, source: str) -> Any:
         return raw
     try:
         if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            flag = raw.strip().lower()
+            if flag not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError(flag)
+            return flag in ("1", "true", "yes", "on")
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

@@ -377,8 +377,10 @@ def _shortened(dl: DeadLetter, excess: int, fmt: str) -> DeadLetter:
     value, key = dl.value or b"", dl.key or b""
     keep_value = max(0, len(value) - cut)
     keep_key = max(0, len(key) - max(0, cut - len(value)))
-    notes = [f"{name} cut to its first {keep} of {len(data)} bytes (sha256 {hashlib.sha256(data).hexdigest()})"
-             for name, data, keep in (("value", value, keep_value), ("key", key, keep_key)) if keep < len(data)]
+    notes = [f"{name} cut to its first {keep} of {len(data)} bytes "
+             f"(sha256 {hashlib.sha256(data).hexdigest()})"
+             for name, data, keep in (("value", value, keep_value), ("key", key, keep_key))
+             if keep < len(data)]
     return replace(dl, key=None if dl.key is None else key[:keep_key],
                    value=None if dl.value is None else value[:keep_value],
                    reason=f"{dl.reason} [dead letter shortened to fit a Kafka message: {'; '.join(notes)}; "

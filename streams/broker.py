@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import IO
 
+from streams.children import die_with_parent
+
 __all__ = ["EmbeddedBroker", "BrokerStartError", "free_port", "broker_binary", "port_open"]
 
 
@@ -89,7 +91,8 @@ class EmbeddedBroker:
         elif self.log is not None:
             out = self.log
         self._process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=die_with_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

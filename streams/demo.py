@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from streams.admin import ensure_topics, wait_for_broker
 from streams.broker import EmbeddedBroker, free_port, port_open
+from streams.children import die_with_parent
 from streams.clients import make_producer
 from streams.console import format_recommendation, tail_recommendations
 from streams.produce import publish_catalog, publish_events
@@ -40,7 +41,8 @@ def spawn_worker(settings: Settings, web_port: int, log_path: Path,
             "--web-port", str(web_port)]
     with open(log_path, "ab") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=die_with_parent())
 
 
 def wait_ready(web_port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> bool:

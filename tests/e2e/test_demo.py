@@ -55,3 +55,28 @@ def test_demo_shows_live_recommendations_and_ctrl_c_stops_everything(tmp_path):
     for line in items:
         match = re.match(r"^\s+\d+\. (item-\d+)\s+(-?\d+\.\d+)\s+(\S.*)$", line)
         assert match, line
+
+
+def test_a_killed_demo_takes_its_broker_and_worker_with_it(tmp_path):
+    broker_port, web_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", "demo", "--port", str(broker_port), "--web-port",
+         str(web_port), "--rate", "20"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "producing synthetic events" not in process.stdout.readline():
+            pass
+        assert port_open("127.0.0.1", broker_port) and port_open("127.0.0.1", web_port)
+        process.kill()  # no chance to clean up
+        process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (port_open("127.0.0.1", broker_port)
+                                               or port_open("127.0.0.1", web_port)):
+            time.sleep(0.5)
+        assert not port_open("127.0.0.1", broker_port), "the broker outlived a killed demo"
+        assert not port_open("127.0.0.1", web_port), "the worker outlived a killed demo"
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -11,6 +11,7 @@ agent that dies on its own just stops consuming while the worker looks alive.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from time import perf_counter
 from typing import Any, AsyncIterator
@@ -46,9 +47,22 @@ def _raw(event: Any) -> RawRecord:
                      message.value, message.headers)
 
 
+_MAX_DEAD_LETTER_KEY = 1024
+
+
+def _dead_letter_key(key: bytes | None) -> bytes | None:
+    """The dead letter's Kafka key: the original, or a digest of one too long to resend.
+
+    The original key bytes stay in the dead letter's value either way.
+    """
+    if key is None or len(key) <= _MAX_DEAD_LETTER_KEY:
+        return key
+    return b"sha256:" + hashlib.sha256(key).hexdigest().encode()
+
+
 async def _send_dead_letter(dead: DeadLetter, topic_kind: str) -> None:
     value, headers = encode_dead_letter(dead, settings.output_format)
-    await dead_letters_topic.send(key=dead.key, value=value, headers=headers)
+    await dead_letters_topic.send(key=_dead_letter_key(dead.key), value=value, headers=headers)
     monitor.observe_dead_letter(topic_kind, dead.error_type)
     # The reason can quote ids from the record; it goes to the dead-letter topic, not the log.
     log.info("dead-lettered %s[%d]@%d (key %s): %s", dead.topic, dead.partition, dead.offset,

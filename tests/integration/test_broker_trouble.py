@@ -50,14 +50,14 @@ def test_worker_waits_for_the_broker_and_survives_a_frozen_broker(tmp_path):
     with open(log_path, "ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "streams", "worker"], stdout=log,
                                    stderr=subprocess.STDOUT, env=variables, stdin=subprocess.DEVNULL)
+    worker = Worker(process, web_port, log_path)
     try:
-        wait_until(lambda: "waiting for a Kafka broker" in log_path.read_text(), timeout=30,
+        wait_until(lambda: "waiting for a Kafka broker" in worker.log(), timeout=30,
                    message="the worker saying it waits for the broker")
         time.sleep(2.0)
         assert process.poll() is None, "the worker gave up instead of waiting"
         broker.start()
         ensure_topics(env.settings)
-        worker = Worker(process, web_port, log_path)
         wait_until(lambda: _ready(worker), timeout=90, message="the worker ready once the broker is up")
 
         users = [f"user-{n:02d}" for n in range(40)]
@@ -75,12 +75,7 @@ def test_worker_waits_for_the_broker_and_survives_a_frozen_broker(tmp_path):
         assert process.poll() is None
         wait_until(lambda: _ready(worker), timeout=60, message="ready again")
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        worker.stop()
         broker.stop()
 
 

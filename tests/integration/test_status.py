@@ -13,7 +13,6 @@ import threading
 import time
 from typing import Any, Iterator
 
-import orjson
 import pytest
 
 from streams.admin import ensure_topics

@@ -243,10 +243,25 @@ def _input_lags() -> dict[tuple[str, int], int]:
     return lags
 
 
+_logged_recovery_end: list[float | None] = [None]
+
+
+def _log_finished_recovery() -> None:
+    """One line per table recovery, with the duration Faust's own recovery stamps measured."""
+    recovery = app.tables.recovery
+    started = getattr(recovery, "_recovery_started_at", None)
+    ended = getattr(recovery, "_recovery_ended_at", None)
+    if started and ended and ended != _logged_recovery_end[0] and not recovery.in_recovery:
+        _logged_recovery_end[0] = ended
+        log.info("table recovery done in %.2f s", max(0.0, ended - started),
+                 extra={"recovery_seconds": round(max(0.0, ended - started), 3)})
+
+
 @app.timer(interval=2.0)
 async def refresh_monitor() -> None:
     """What can only be read periodically: lag, table sizes, readiness, learner counts."""
     monitor.set_readiness(readiness_problems(app))
+    _log_finished_recovery()
     try:
         monitor.set_lag(_input_lags())
     except Exception as exc:  # the consumer may be mid-rebalance

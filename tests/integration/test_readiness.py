@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from streams.admin import ensure_topics
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,3 +30,7 @@ def test_ready_flips_from_503_with_reasons_to_200(env, worker_factory):
     reasons = {reason for status, body in seen if status == 503 for reason in body["reasons"]}
     assert reasons and all(isinstance(reason, str) and reason for reason in reasons)
     assert worker.get("/health")[0] == 200
+    # Ops get one line per rebalance and per table recovery, with how long each took.
+    wait_until(lambda: "table recovery done in" in worker.log(), timeout=30,
+               message="the recovery timing line")
+    assert re.search(r"rebalance done in \d+\.\d\d s; assigned \d+ partitions", worker.log())

@@ -15,13 +15,21 @@ def producer(bootstrap: str) -> KafkaProducer:
 
 
 def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, list]]) -> None:
+    """Send and confirm every record: a test's input must never be lost silently."""
     p = producer(bootstrap)
     try:
-        for key, value, headers in records:
-            p.send(topic, key=key, value=value, headers=headers or None)
+        futures = [p.send(topic, key=key, value=value, headers=headers or None)
+                   for key, value, headers in records]
         p.flush()
+        confirm(futures)
     finally:
         p.close()
+
+
+def confirm(futures: list[Any], timeout: float = 60) -> None:
+    """Raise if any send failed (``flush()`` alone does not say)."""
+    for future in futures:
+        future.get(timeout=timeout)
 
 
 def read_topic(bootstrap: str, topic: str, *, until: Callable[[list[Any]], bool],

@@ -20,7 +20,7 @@ from streams.admin import ensure_topics
 from streams.codecs import encode_event
 from streams.records import Event
 from tests.conftest import start_worker, wait_until
-from tests.integration.kafka_helpers import producer, recommendations
+from tests.integration.kafka_helpers import confirm, producer, recommendations
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,13 +61,15 @@ def test_kill_dash_nine_three_times_loses_and_doubles_nothing(env):
     truth = {user: 0 for user in users}
     start = int(time.time() * 1000)
     p = producer(env.broker.bootstrap)
+    futures = []
     for n in range(N_EVENTS):
         user = users[rng.randrange(N_USERS)]
         truth[user] += 1
         kind = rng.choice(("view", "click", "add_to_cart", "purchase", "like"))
         value, headers = encode_event(Event(f"c{n}", user, f"item-{rng.randrange(500)}", kind, start + n), "json")
-        p.send(settings.topic_events, key=user.encode(), value=value, headers=headers)
+        futures.append(p.send(settings.topic_events, key=user.encode(), value=value, headers=headers))
     p.flush()
+    confirm(futures)
     p.close()
     phases["produce"] = time.monotonic() - clock
 

@@ -17,7 +17,7 @@ from streams.admin import ensure_topics
 from streams.codecs import encode_event
 from streams.records import Event
 from tests.conftest import start_worker, wait_until
-from tests.integration.kafka_helpers import producer
+from tests.integration.kafka_helpers import confirm, producer
 from tests.integration.test_crash import user_counts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -48,17 +48,25 @@ def test_partitions_move_with_their_state_when_a_worker_leaves_and_returns(env):
         for user in plan:
             truth[user] += 1
 
+        send_errors: list[BaseException] = []
+
         def produce() -> None:  # a steady stream over ~10 s while the group changes
             p = producer(env.broker.bootstrap)
-            start = int(time.time() * 1000)
-            for n, user in enumerate(plan):
-                value, headers = encode_event(Event(f"r{n}", user, f"item-{n % 97}", "view", start + n), "json")
-                p.send(settings.topic_events, key=user.encode(), value=value, headers=headers)
-                if n % 1500 == 1499:
-                    p.flush()
-                    time.sleep(1.0)
-            p.flush()
-            p.close()
+            try:
+                start = int(time.time() * 1000)
+                futures = []
+                for n, user in enumerate(plan):
+                    value, headers = encode_event(Event(f"r{n}", user, f"item-{n % 97}", "view", start + n), "json")
+                    futures.append(p.send(settings.topic_events, key=user.encode(), value=value, headers=headers))
+                    if n % 1500 == 1499:
+                        p.flush()
+                        time.sleep(1.0)
+                p.flush()
+                confirm(futures)
+            except BaseException as exc:  # surfaced by the test thread below
+                send_errors.append(exc)
+            finally:
+                p.close()
 
         stream = threading.Thread(target=produce)
         stream.start()
@@ -69,10 +77,18 @@ def test_partitions_move_with_their_state_when_a_worker_leaves_and_returns(env):
         time.sleep(2.0)
         second = start_worker(env)  # and back
         stream.join()
+        assert not send_errors, f"the test's own producer failed: {send_errors[0]!r}"
         wait_until(lambda: owners(first) == {first.url, second.url}, timeout=90,
                    message="partitions shared again")
-        wait_until(lambda: user_counts(first, users) == truth, timeout=180, interval=3.0,
-                   message="every user's event_count to equal the truth")
+        try:
+            wait_until(lambda: user_counts(first, users) == truth, timeout=180, interval=3.0,
+                       message="every user's event_count to equal the truth")
+        except AssertionError:
+            counts = user_counts(first, users)
+            wrong = {u: (counts[u], truth[u]) for u in users if counts[u] != truth[u]}
+            raise AssertionError(f"{len(wrong)} users wrong (count, truth), e.g. "
+                                 f"{dict(list(wrong.items())[:8])}; lost {sum(max(0, t - c) for c, t in wrong.values())}, "
+                                 f"doubled {sum(max(0, c - t) for c, t in wrong.values())}") from None
         assert user_counts(second, users) == truth  # routed answers agree on both workers
     finally:
         first.stop()

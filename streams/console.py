@@ -44,10 +44,6 @@ def format_recommendation(rec: dict[str, Any], now_ms: int | None = None, max_it
     return "\n".join(lines)
 
 
-def _jsonable(rec: dict[str, Any]) -> bytes:
-    return orjson.dumps(rec)
-
-
 def tail_recommendations(settings: Settings, *, from_beginning: bool = False, as_json: bool = False,
                          count: int = 0, timeout: float = 0.0, out: TextIO = sys.stdout,
                          should_stop: Callable[[], bool] | None = None,
@@ -73,13 +69,10 @@ def tail_recommendations(settings: Settings, *, from_beginning: bool = False, as
                 for message in messages:
                     rec = decode_recommendation(message.value, message.headers)
                     seen += 1
-                    if on_record is not None and on_record(rec) is False:
-                        pass
-                    elif as_json:
-                        out.write(_jsonable(rec).decode() + "\n")
-                    else:
-                        out.write(format_recommendation(rec) + "\n")
-                    out.flush()
+                    if on_record is None or on_record(rec) is not False:
+                        out.write(orjson.dumps(rec).decode() + "\n" if as_json
+                                  else format_recommendation(rec) + "\n")
+                        out.flush()
                     if count and seen >= count:
                         return seen
     finally:

@@ -6,8 +6,15 @@ replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
 """
 
 from streams.learners.content import CategoryAffinity
+from streams.learners.context import ContextualFM
 from streams.learners.matrix_factorization import ImplicitMF
 from streams.learners.popularity import DecayedPopularity
 from streams.learners.sequence import ItemTransitions
 
-__all__ = ["CategoryAffinity", "DecayedPopularity", "ImplicitMF", "ItemTransitions"]
+__all__ = [
+    "CategoryAffinity",
+    "ContextualFM",
+    "DecayedPopularity",
+    "ImplicitMF",
+    "ItemTransitions",
+]

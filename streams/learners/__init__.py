@@ -7,6 +7,7 @@ replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
 
 from streams.learners.content import CategoryAffinity
 from streams.learners.context import ContextualFM
+from streams.learners.keyed_popularity import KeyedPopularity
 from streams.learners.matrix_factorization import ImplicitMF
 from streams.learners.popularity import DecayedPopularity
 from streams.learners.sequence import ItemTransitions
@@ -17,4 +18,5 @@ __all__ = [
     "DecayedPopularity",
     "ImplicitMF",
     "ItemTransitions",
+    "KeyedPopularity",
 ]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from streams import __version__
 from streams.settings import Settings, SettingsError
+from streams.replay.command import add_replay_parser, cmd_replay
 
 __all__ = ["main", "build_parser"]
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-freshness-ms", type=_positive(float), default=DEFAULT_MAX_FRESHNESS_MS,
                    metavar="N", help="unhealthy when a worker's freshness p99 is above this "
                                      f"(default {DEFAULT_MAX_FRESHNESS_MS:g})")
+    add_replay_parser(sub)
     return parser
 
 
@@ -330,7 +332,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"forget": cmd_forget, "broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
-            "consume": cmd_consume, "demo": cmd_demo, "status": cmd_status}
+            "consume": cmd_consume, "demo": cmd_demo, "status": cmd_status,
+            "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

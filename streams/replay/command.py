@@ -23,7 +23,7 @@ the pipeline recommends for that user and the recommendation is scored against w
 the user did. The popularity (the recommender's non-personalized path) and random
 baselines are scored on the same targets. With --format open-bandit, PATH is the Open
 Bandit Dataset's directory and the pipeline's click rate is estimated off-policy on
-its uniformly random log (replay, IPS, SNIPS, doubly robust, with 95%% intervals)."""
+its uniformly random log (replay, IPS, SNIPS, doubly robust, with 95% intervals)."""
 
 
 def _positive_int(text: str) -> int:

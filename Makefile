@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test-tools demo test test-fast clean
+.PHONY: install test-tools demo test test-fast bench clean
 
 install: $(STAMP) ## create .venv and install the project with its test tools
 
@@ -37,6 +37,12 @@ test: install test-tools ## the whole suite: unit, integration and end-to-end on
 
 test-fast: install ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit streams
+
+# The quick bench (about 10 minutes on 2 cores): throughput against bare Faust, latency,
+# ranking, memory per user, scale-out; each figure beside its target. The full run
+# (about 25 minutes): $(BIN)/micromoment bench --json bench.json
+bench: install ## measure the pipeline (quick run); see README "Performance"
+	$(BIN)/micromoment bench --quick --json .micromoment/bench/bench.json
 
 clean:
 	rm -rf $(VENV) .micromoment .pytest_cache

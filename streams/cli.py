@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-freshness-ms", type=_positive(float), default=DEFAULT_MAX_FRESHNESS_MS,
                    metavar="N", help="unhealthy when a worker's freshness p99 is above this "
                                      f"(default {DEFAULT_MAX_FRESHNESS_MS:g})")
+
+    from streams.bench.cli import add_bench_parser
+    add_bench_parser(sub)
     add_replay_parser(sub)
     return parser
 
@@ -331,8 +334,15 @@ def cmd_status(args: argparse.Namespace) -> int:
                       as_json=args.json, max_lag=args.max_lag, max_freshness_ms=args.max_freshness_ms)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from streams.bench.cli import cmd_bench as run_bench
+
+    return run_bench(args)
+
+
 COMMANDS = {"forget": cmd_forget, "broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
             "consume": cmd_consume, "demo": cmd_demo, "status": cmd_status,
+            "bench": cmd_bench,
             "replay": cmd_replay}
 
 

@@ -10,6 +10,7 @@ from streams.learners.context import ContextualFM
 from streams.learners.keyed_popularity import KeyedPopularity
 from streams.learners.matrix_factorization import ImplicitMF
 from streams.learners.popularity import DecayedPopularity
+from streams.learners.segments import UserSegments
 from streams.learners.sequence import ItemTransitions
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "ImplicitMF",
     "ItemTransitions",
     "KeyedPopularity",
+    "UserSegments",
 ]

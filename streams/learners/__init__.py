@@ -5,6 +5,7 @@ know nothing about Kafka: the same objects are driven by the stream and by offli
 replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
 """
 
+from streams.learners.anomaly import BurstDetector
 from streams.learners.content import CategoryAffinity
 from streams.learners.context import ContextualFM
 from streams.learners.keyed_popularity import KeyedPopularity
@@ -14,6 +15,7 @@ from streams.learners.segments import UserSegments
 from streams.learners.sequence import ItemTransitions
 
 __all__ = [
+    "BurstDetector",
     "CategoryAffinity",
     "ContextualFM",
     "DecayedPopularity",

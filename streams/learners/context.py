@@ -121,7 +121,8 @@ class _VectorizedFM(facto.FMRegressor):
             for j, vector in zip(x, vectors):
                 latents[j] = vector
         else:
-            vectors = np.array([optimizer.step(w=v.copy(), g=g) for v, g in zip(vectors, gradients)])
+            steps = zip(vectors, gradients, strict=True)
+            vectors = np.array([optimizer.step(w=v.copy(), g=g) for v, g in steps])
             for j, vector in zip(x, vectors):
                 latents[j] = vector
         if np.abs(vectors).max() < _MAX_ABS:  # NaN fails the test too
@@ -542,14 +543,16 @@ class ContextualFM:
         return scores
 
     def predict_one(self, user: typing.Hashable, item: str, x: dict | None = None) -> float:
-        """The score of one item, as in :meth:`score_all`; an unknown item gets the neutral value."""
+        """One item's score, as in :meth:`score_all`; an unknown item gets the neutral value."""
         row = self._catalog.index_of(item)
         if row is None:
             constant, _ = self._user_terms(user, x)
             return constant if math.isfinite(constant) else 0.0
         return float(self.score_all(user, row + 1, x)[row])
 
-    def explain(self, user: typing.Hashable, item: str, x: dict | None = None) -> list[tuple[str, float]]:
+    def explain(
+        self, user: typing.Hashable, item: str, x: dict | None = None
+    ) -> list[tuple[str, float]]:
         """Contribution of each user-side feature (user, context, time) to ``item``'s score.
 
         The pairwise term ``<v_f, T_item>`` of every learned user-side feature ``f`` plus
@@ -614,7 +617,8 @@ class ContextualFM:
         sig_v = np.einsum("sm,smk->sk", x, group_v[groups])  # -1 reads the spare zero row
         sig_bias = (x * self._group_w[groups]).sum(axis=1)
         sig_bias += sig_v @ user_vector
-        sig_bias += 0.5 * (np.einsum("sk,sk->s", sig_v, sig_v) - (x * x * group_sq[groups]).sum(axis=1))
+        own_squares = (x * x * group_sq[groups]).sum(axis=1)
+        sig_bias += 0.5 * (np.einsum("sk,sk->s", sig_v, sig_v) - own_squares)
         sig_v += user_vector
         gathered, one_d = self._work(n)
         rows_sig = self._item_sig[:n]

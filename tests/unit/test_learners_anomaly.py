@@ -108,7 +108,7 @@ def test_memory_is_bounded_and_idle_users_expire():
 
 def test_adversarial_inputs_do_not_break_it():
     detector = BurstDetector(window_size=20)
-    for k in range(100):
+    for _ in range(100):
         detector.learn_one("u", None, float("nan"), {"timestamp": float("nan")})
         detector.learn_one("v", "a", 1e300, {"timestamp": -1e15})
         detector.learn_one("w", "b", 1.0, None)

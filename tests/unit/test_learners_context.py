@@ -77,13 +77,14 @@ def test_learns_a_planted_context_effect(planted):
     # The evidence names the context: for a dress on mobile in the evening, the device
     # or the daypart contributes most among the user-side features.
     top_feature = fm.explain("someone-new", "dresses-3", mobile_evening)[0][0]
-    assert top_feature in {"x:device=mobile", "t:daypart=evening"} or top_feature.startswith("t:hour=")
+    assert top_feature in {"x:device=mobile", "t:daypart=evening", "t:hour=20"}
 
 
 def test_a_new_item_is_scored_through_its_category(planted):
     fm = copy.deepcopy(planted)
-    fm.catalog_.upsert(ItemUpdate("dress-new", categories=("dresses",), attributes={"brand": "brand1"}))
-    fm.catalog_.upsert(ItemUpdate("rake-new", categories=("garden",), attributes={"brand": "brand1"}))
+    brand = {"brand": "brand1"}
+    fm.catalog_.upsert(ItemUpdate("dress-new", categories=("dresses",), attributes=brand))
+    fm.catalog_.upsert(ItemUpdate("rake-new", categories=("garden",), attributes=brand))
     x = {"timestamp": T0 + 40 * DAY_MS + EVENING, "device": "mobile"}
     assert fm.predict_one("anyone", "dress-new", x) > fm.predict_one("anyone", "rake-new", x)
 
@@ -147,7 +148,7 @@ def test_divergence_is_guarded_and_scores_stay_finite():
     assert np.isfinite(fm.model.latents["x:device=mobile"]).all()
     for y in (1e300, -1e300, float("nan"), float("inf")):  # clipped or ignored
         fm.learn_one("u1", "dresses-2", y, {"timestamp": float("nan"), "device": "mobile"})
-    huge = ContextualFM(learning_rate=5.0, seed=1, catalog=_shop(5))  # a learning rate that diverges
+    huge = ContextualFM(learning_rate=5.0, seed=1, catalog=_shop(5))  # a rate that diverges
     for i in range(300):
         huge.learn_one(f"u{i % 7}", f"office-{i % 5}", 5.0, {"timestamp": T0 + i, "device": "d"})
     scores = huge.score_all("u1", len(huge.catalog_), {"timestamp": T0, "device": "d"})
@@ -160,7 +161,8 @@ def test_memory_is_bounded():
     fm = ContextualFM(max_users=50, user_ttl_s=3_600.0, max_values_per_key=5,
                       context_keys=("page",), time_features=(), catalog=_shop(5))
     for i in range(1_000):
-        fm.learn_one(f"u{i}", f"garden-{i % 5}", 1.0, {"timestamp": T0 + i * 1_000, "page": f"p{i}"})
+        x = {"timestamp": T0 + i * 1_000, "page": f"p{i}"}
+        fm.learn_one(f"u{i}", f"garden-{i % 5}", 1.0, x)
         assert fm.n_users <= 50
     users = [name for name in fm.model.latents if name.startswith("u:")]
     assert len(users) <= 50
@@ -183,7 +185,8 @@ def test_forget_user_erases_their_parameters(planted):
 
 
 def test_same_seed_same_model_and_pickle_continues_identically():
-    first, second, other = _planted(seed=3, n_events=500), _planted(seed=3, n_events=500), _planted(seed=4, n_events=500)
+    first, second = _planted(seed=3, n_events=500), _planted(seed=3, n_events=500)
+    other = _planted(seed=4, n_events=500)
     x = {"timestamp": T0 + EVENING, "device": "mobile", "page": "home"}
     n = len(first.catalog_)
     np.testing.assert_array_equal(first.score_all("u1", n, x), second.score_all("u1", n, x))
@@ -191,7 +194,8 @@ def test_same_seed_same_model_and_pickle_continues_identically():
     clone = pickle.loads(pickle.dumps(first))
     for learner in (first, clone):  # same RNG and initializer state: same negatives, same latents
         for i in range(40):
-            learner.learn_one(f"new{i % 3}", f"office-{i % 30}", 1.5, dict(x, timestamp=x["timestamp"] + i))
+            later = dict(x, timestamp=x["timestamp"] + i)
+            learner.learn_one(f"new{i % 3}", f"office-{i % 30}", 1.5, later)
     np.testing.assert_array_equal(first.score_all("new1", n, x), clone.score_all("new1", n, x))
     assert clone.n_learned == first.n_learned
 

@@ -201,8 +201,9 @@ def test_pickle_round_trip_continues_identically():
             learner.learn_one("late", item, 2.0, {"timestamp": 40 * HOUR_MS + i * 1_000})
     n = len(seq.catalog_)
     np.testing.assert_array_equal(seq.score_all("late", n), clone.score_all("late", n))
+    recent = ["B", "A"]
     np.testing.assert_array_equal(
-        seq.score_all("x", n, recent_items=["B", "A"]), clone.score_all("x", n, recent_items=["B", "A"])
+        seq.score_all("x", n, recent_items=recent), clone.score_all("x", n, recent_items=recent)
     )
     assert clone.n_transitions == seq.n_transitions
 

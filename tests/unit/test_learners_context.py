@@ -208,3 +208,14 @@ def test_rows_past_the_catalog_score_the_neutral_value(planted):
     assert scores.shape == (n + 3,)
     assert math.isclose(scores[-1], fm.predict_one("u1", "not-in-catalog", x))
     np.testing.assert_allclose(scores[:n], fm.score_all("u1", n, x))
+
+
+def test_score_rows_equals_score_all_on_those_rows(planted):
+    fm = planted
+    n = len(fm.catalog_)
+    x = {"timestamp": T0 + EVENING, "device": "desktop", "page": "home"}
+    rows = np.array([0, 5, 17, 44, 89, 3, n + 4])  # any order, one past the catalog
+    for user in ("u3", "stranger"):
+        full = fm.score_all(user, n + 5, x)
+        np.testing.assert_allclose(fm.score_rows(user, rows, x), full[rows], rtol=1e-12, atol=1e-12)
+    assert fm.score_rows("u3", [], x).shape == (0,)

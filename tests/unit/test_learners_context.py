@@ -219,3 +219,23 @@ def test_score_rows_equals_score_all_on_those_rows(planted):
         full = fm.score_all(user, n + 5, x)
         np.testing.assert_allclose(fm.score_rows(user, rows, x), full[rows], rtol=1e-12, atol=1e-12)
     assert fm.score_rows("u3", [], x).shape == (0,)
+
+
+def test_cached_scores_stay_exact_while_learning_between_rankings():
+    """score_all's caches are refreshed incrementally; score_rows computes from scratch."""
+    fm = _planted(n_events=300)
+    catalog = fm.catalog_
+    catalog.upsert(ItemUpdate("late-item", categories=("garden", "sale")))  # a new signature
+    rng = random.Random(11)
+    rows = np.arange(len(catalog))
+    for k in range(60):
+        x = {"timestamp": T0 + 31 * DAY_MS + k * 60_000, "device": rng.choice(["mobile", "tv"])}
+        for _ in range(k % 3):  # 0, 1 or 2 events between two rankings
+            item = catalog.item_id_at(rng.randrange(len(catalog)))
+            fm.learn_one(f"u{rng.randrange(5)}", item, 1.0, x)
+        if k == 30:  # a re-categorized item moves to another signature
+            catalog.upsert(ItemUpdate("garden-3", categories=("office",)))
+            fm.index_item("garden-3")
+        user = f"u{rng.randrange(5)}"
+        np.testing.assert_allclose(fm.score_all(user, len(catalog), x),
+                                   fm.score_rows(user, rows, x), rtol=1e-10, atol=1e-10)

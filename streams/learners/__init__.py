@@ -3,6 +3,18 @@
 They follow River's conventions (``learn_one`` mutates, ``predict_one`` does not) and
 know nothing about Kafka: the same objects are driven by the stream and by offline
 replay. Item rows are aligned with a shared :class:`~streams.catalog.Catalog`.
+``tests/unit/test_learners_contract.py`` holds every one of them to the same contract.
+
+What each adds (the module docstrings say why in full):
+
+* :class:`DecayedPopularity` -- what everyone engages with right now (the fallback);
+* :class:`KeyedPopularity` -- the same per context or segment ("on mobile this evening");
+* :class:`CategoryAffinity` -- the kinds of item this user likes, from one event;
+* :class:`ImplicitMF` -- latent taste from many users' co-engagement (needs history);
+* :class:`ContextualFM` -- who engages with what *where and when* (device, page, hour);
+* :class:`ItemTransitions` -- what people open next after the items just viewed;
+* :class:`UserSegments` -- which kind of shopper a new user is (segment cold start);
+* :class:`BurstDetector` -- not a recommender: flags bot-like bursts so nobody learns them.
 """
 
 from streams.learners.anomaly import BurstDetector

@@ -29,12 +29,19 @@ def input_topics(settings: Settings) -> list[str]:
 
 
 def all_topics(settings: Settings) -> list[str]:
-    return input_topics(settings) + [settings.topic_recommendations, settings.topic_dead_letters]
+    return input_topics(settings) + [settings.topic_recommendations, settings.topic_dead_letters,
+                                     settings.checkpoint_topic]
 
 
 def _compacted(settings: Settings) -> set[str]:
-    """Keyed upsert topics: only the latest record per key matters (a catalog, profiles)."""
-    return {settings.topic_items, settings.topic_users}
+    """Keyed upsert topics: only the latest record per key matters (a catalog, profiles,
+    each worker's newest learner checkpoint)."""
+    return {settings.topic_items, settings.topic_users, settings.checkpoint_topic}
+
+
+def _partitions(settings: Settings, name: str) -> int:
+    """One partition for checkpoints: a manifest must follow its chunks in offset order."""
+    return 1 if name == settings.checkpoint_topic else settings.partitions
 
 
 def wait_for_broker(settings: Settings, timeout: float | None = None) -> None:
@@ -80,7 +87,7 @@ def ensure_topics(settings: Settings, topics: list[str] | None = None) -> list[s
                 continue
             configs = {"cleanup.policy": "compact"} if name in _compacted(settings) else {}
             try:
-                admin.create_topics([NewTopic(name, settings.partitions, settings.replication_factor,
+                admin.create_topics([NewTopic(name, _partitions(settings, name), settings.replication_factor,
                                               topic_configs=configs)])
                 created.append(name)
             except TopicAlreadyExistsError:

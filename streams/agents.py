@@ -11,8 +11,10 @@ agent that dies on its own just stops consuming while the worker looks alive.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 from time import perf_counter
 from typing import Any, AsyncIterator
 
@@ -20,6 +22,8 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import app, settings
+from streams.checkpoints import (CheckpointWriter, choose_checkpoint, owned_by,
+                                 read_checkpoints)
 from streams.codecs import encode_dead_letter, encode_recommendation
 from streams.logs import pseudonymize
 from streams.monitor import monitor, readiness_problems
@@ -27,18 +31,19 @@ from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
 from streams.security import aiokafka_options
 from streams.tables import user_profiles, user_state
-from streams.topics import (dead_letters_topic, events_topic, items_topic,
+from streams.topics import (checkpoints_topic, dead_letters_topic, events_topic, items_topic,
                             recommendations_topic, users_topic)
 
 __all__ = ["pipeline", "process_events", "process_items", "process_users", "replicate_catalog",
-           "replicate_forgets", "refresh_monitor"]
+           "replicate_forgets", "refresh_monitor", "restore_models", "checkpoint_models"]
 
 log = logging.getLogger(__name__)
 
 pipeline = Pipeline(settings)
 monitor.worker_url = f"http://{settings.web_host}:{settings.web_port}"
+# Late-bound: a restored checkpoint replaces the recommender (and its catalog).
 monitor.catalog_size = lambda: int(pipeline.recommender.catalog_.available_mask().sum())
-monitor.categories_of = pipeline.recommender.catalog_.categories_of
+monitor.categories_of = lambda item_id: pipeline.recommender.catalog_.categories_of(item_id)
 
 
 def _raw(event: Any) -> RawRecord:
@@ -137,6 +142,7 @@ async def _forget(user_id: str, explicit: bool) -> None:
             del table[user_id]  # Faust writes a tombstone to the changelog
     pipeline.recommender.forget_user(user_id)
     monitor.quality.forget(user_id)
+    _checkpoints.forgotten(user_id)
     if explicit:
         await users_topic.send(key=user_id.encode("utf-8"), value=None)
     log.info("forgot user %s", pseudonymize(user_id, settings.pseudonym_key))
@@ -208,8 +214,148 @@ async def replicate_forgets() -> None:
         user_id = pipeline.apply_forget(record)
         if user_id is not None:
             monitor.quality.forget(user_id)
+            _checkpoints.forgotten(user_id)
 
     await _replicate(settings.topic_users, apply, "forgets")
+
+
+class _Checkpoints:
+    """This worker's side of ``streams.checkpoints``: when to write, what to restore.
+
+    A forget makes the next refresh (within ~2 s) write a new checkpoint, so the
+    erased user survives in no current checkpoint; forgotten users are also never
+    adopted from another worker's older checkpoint (kept as digests, not ids).
+    """
+
+    #: Other workers' checkpoints older than this are not restored from or adopted:
+    #: Kafka keeps tombstones (a forget's trace) ~24 h by default (delete.retention.ms).
+    MAX_FOREIGN_AGE_S = 86_400.0
+
+    def __init__(self) -> None:
+        self.writer = CheckpointWriter(settings.resolved_worker_id)
+        self.enabled = settings.checkpoint_interval_s > 0
+        self.written_at_learned = -1
+        self.due = False
+        self.owned: set[int] = set()
+        self.forgotten_digests: set[bytes] = set()
+
+    def forgotten(self, user_id: str) -> None:
+        self.forgotten_digests.add(hashlib.sha256(user_id.encode("utf-8")).digest())
+        self.due = True
+
+    def not_forgotten(self, user_id: str) -> bool:
+        return hashlib.sha256(str(user_id).encode("utf-8")).digest() not in self.forgotten_digests
+
+    def foreign(self, checkpoints: dict) -> list:
+        horizon = time.time() - self.MAX_FOREIGN_AGE_S
+        return sorted((c for worker, c in checkpoints.items()
+                       if worker != self.writer.worker and c.created_at >= horizon),
+                      key=lambda c: -c.created_at)
+
+
+_checkpoints = _Checkpoints()
+
+
+def restore_models() -> None:
+    """Before the worker starts: load this worker's checkpoint, or the newest recent one.
+
+    Blocking on purpose (nothing runs yet). Any failure leaves the models cold, with a
+    warning: a checkpoint is an optimization, the tables hold the truth.
+    """
+    if not _checkpoints.enabled:
+        return
+    started = perf_counter()
+    try:
+        found = read_checkpoints(settings)
+        own = found.get(_checkpoints.writer.worker)
+        candidates = {c.worker: c for c in _checkpoints.foreign(found)}
+        if own is not None:
+            candidates[own.worker] = own
+        chosen = choose_checkpoint(candidates, _checkpoints.writer.worker)
+        if chosen is None:
+            log.info("no learner checkpoint to restore: models start cold")
+            return
+        model = chosen.load()
+        model.recommend("checkpoint-probe", None, {}, 1)  # fails fast on an incompatible model
+    except Exception as exc:
+        log.warning("learner checkpoint not restored (%s: %s): models start cold",
+                    type(exc).__name__, exc)
+        return
+    pipeline.recommender = model
+    _checkpoints.written_at_learned = model.n_learned
+    if chosen.worker == _checkpoints.writer.worker:
+        _checkpoints.writer.resume_after(chosen.seq, chosen.chunks)
+    log.info("restored learner checkpoint %d of %s (%d events learned, %.0f s old) in %.2f s",
+             chosen.seq, chosen.worker, chosen.n_learned, time.time() - chosen.created_at,
+             perf_counter() - started)
+
+
+async def checkpoint_models(reason: str) -> None:
+    """Write the recommender to the checkpoint topic: chunks, manifest, old tombstones.
+
+    Pickling runs on the event loop, between events, so the model never changes under
+    it; its duration is logged (at 1k users and 2k items: ~1.6 MB in ~30 ms).
+    """
+    recommender = pipeline.recommender
+    started = perf_counter()
+    records = _checkpoints.writer.records(recommender, n_learned=recommender.n_learned)
+    pickled = perf_counter() - started
+    futures = [await checkpoints_topic.send(key=key.encode("utf-8"), value=value, partition=0)
+               for key, value in records]
+    await asyncio.gather(*futures)
+    _checkpoints.written_at_learned = recommender.n_learned
+    _checkpoints.due = False
+    log.info("learner checkpoint %d written (%s): %d records, %d events learned; "
+             "pickled in %.3f s, sent in %.3f s", _checkpoints.writer._seq, reason, len(records),
+             recommender.n_learned, pickled, perf_counter() - started - pickled)
+
+
+async def _checkpoint_if_changed(reason: str) -> None:
+    if _checkpoints.enabled and (
+            _checkpoints.due or pipeline.recommender.n_learned != _checkpoints.written_at_learned):
+        await checkpoint_models(reason)
+
+
+if _checkpoints.enabled:
+    @app.timer(interval=settings.checkpoint_interval_s)
+    async def periodic_checkpoint() -> None:
+        """Every ``MICROMOMENT_CHECKPOINT_INTERVAL`` seconds, if anything was learned."""
+        await _checkpoint_if_changed("periodic")
+
+
+@app.on_before_shutdown.connect
+async def final_checkpoint(sender: Any, **kwargs: Any) -> None:
+    """On a clean stop (agents already stopped), so a restart loses no learning."""
+    try:
+        await _checkpoint_if_changed("shutdown")
+    except Exception as exc:
+        log.warning("final learner checkpoint failed: %s", exc)
+
+
+@app.on_partitions_assigned.connect
+async def adopt_moved_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    """After a rebalance: take the newly owned partitions' users from other checkpoints."""
+    owned = {tp.partition for tp in assigned if tp.topic == settings.topic_events}
+    new, _checkpoints.owned = owned - _checkpoints.owned, owned
+    if new and _checkpoints.enabled:
+        app.add_future(_adopt(new))
+
+
+async def _adopt(partitions: set[int]) -> None:
+    started = perf_counter()
+    try:
+        found = await asyncio.get_running_loop().run_in_executor(None, read_checkpoints, settings)
+        mine = owned_by(partitions, settings.partitions)
+        wanted = lambda user_id: mine(user_id) and _checkpoints.not_forgotten(user_id)  # noqa: E731
+        adopted = 0
+        for checkpoint in _checkpoints.foreign(found):
+            adopted += pipeline.recommender.adopt_users(checkpoint.load(), wanted)
+    except Exception as exc:
+        log.warning("could not adopt users of partitions %s from checkpoints: %s",
+                    sorted(partitions), exc)
+        return
+    log.info("adopted %d users of partitions %s from other workers' checkpoints in %.2f s",
+             adopted, sorted(partitions), perf_counter() - started)
 
 
 class _RebalanceSensor(faust.Sensor):
@@ -243,6 +389,43 @@ def _input_lags() -> dict[tuple[str, int], int]:
     return lags
 
 
+class _StrandedPartitions:
+    """Resumes input partitions that Faust left paused after a rebalance.
+
+    Seen here (faust-streaming 0.15.3, a worker taking over a departed worker's
+    partitions): recovery completes and logs "Seek stream partitions to committed
+    offsets", yet the taken-over partitions stay in the consumer's paused set, so they
+    are never fetched again: events wait forever while the worker reports ready (akin to
+    faust-streaming #629). Faust pauses stream partitions only while a rebalance or a
+    table recovery runs, so an input partition still paused several checks after both
+    ended is stranded, and resuming it is what Faust meant to do.
+    """
+
+    CHECKS_BEFORE_RESUME = 3  # refresh_monitor runs every 2 s
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, int] = {}
+
+    def check(self) -> list[Any]:
+        consumer = app.consumer
+        if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+            self.seen.clear()
+            return []
+        inputs = {settings.topic_events, settings.topic_items, settings.topic_users}
+        paused = {tp for tp in consumer._paused_partitions
+                  if tp.topic in inputs and tp in consumer.assignment()}
+        self.seen = {tp: self.seen.get(tp, 0) + 1 for tp in paused}
+        stranded = [tp for tp, count in self.seen.items() if count >= self.CHECKS_BEFORE_RESUME]
+        if stranded:
+            log.warning("resuming %d input partitions Faust left paused after a rebalance: %s",
+                        len(stranded), sorted(f"{tp.topic}[{tp.partition}]" for tp in stranded))
+            consumer.resume_partitions(stranded)
+            for tp in stranded:
+                self.seen.pop(tp, None)
+        return stranded
+
+
+_stranded = _StrandedPartitions()
 _logged_recovery_end: list[float | None] = [None]
 
 
@@ -262,8 +445,11 @@ async def refresh_monitor() -> None:
     """What can only be read periodically: lag, table sizes, readiness, learner counts."""
     monitor.set_readiness(readiness_problems(app))
     _log_finished_recovery()
+    if _checkpoints.due:
+        await _checkpoint_if_changed("forget")
     try:
         monitor.set_lag(_input_lags())
+        _stranded.check()
     except Exception as exc:  # the consumer may be mid-rebalance
         log.debug("lag not available: %s", exc)
     monitor.set_table_sizes({"user_state": len(user_state), "user_profiles": len(user_profiles)})

@@ -194,12 +194,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from streams.app import app
-    import streams.agents  # noqa: F401  (registers the agents)
+    import streams.agents  # registers the agents
     import streams.web  # noqa: F401  (registers the views)
 
     from streams.logs import logging_config
 
-    worker = Worker(app, loglevel=settings.log_level, quiet=True,
+    class _Worker(Worker):
+        async def on_execute(self) -> None:
+            """Logging is configured and nothing consumes yet: the moment to restore models."""
+            await super().on_execute()
+            streams.agents.restore_models()
+
+    worker = _Worker(app, loglevel=settings.log_level, quiet=True,
                     logging_config=logging_config(settings.log_level, settings.log_format))
     worker.execute_from_commandline()
     return 0

@@ -218,6 +218,16 @@ class Recommender:
         self._mf.forget_user(user_id)
         self._content.forget_user(user_id)
 
+    def adopt_users(self, other: "Recommender", wanted) -> int:
+        """Take over from ``other`` (another worker's model) what it learned about the
+        ``wanted`` users (a predicate), where this model knows nothing of them yet.
+
+        Only portable per-user knowledge moves: content affinities are named features.
+        Matrix-factorization user vectors do not: two independently trained models have
+        unrelated latent spaces, so the user's vector is relearned from their next events.
+        """
+        return self._content.adopt_users(other._content, wanted)
+
     @property
     def model_version(self) -> str:
         """Strategy and number of learned events, e.g. ``"content+mf+pop:1234"``."""

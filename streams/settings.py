@@ -9,6 +9,7 @@ disagree about what a setting means.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
@@ -123,6 +124,12 @@ class Settings:
         "MICROMOMENT_LOG_LEVEL", "worker log level"))
     log_format: str = field(default="text", metadata=_env(
         "MICROMOMENT_LOG_FORMAT", "worker log format: text, or json (one object per line)"))
+    checkpoint_interval_s: float = field(default=30.0, metadata=_env(
+        "MICROMOMENT_CHECKPOINT_INTERVAL", "seconds between learner checkpoints to the "
+        "<app_id>-checkpoints topic (0: never checkpoint, always start cold)"))
+    worker_id: str = field(default="", metadata=_env(
+        "MICROMOMENT_WORKER_ID", "stable name of this worker's checkpoints (default: "
+        "<hostname>:<web_port>); a restarted worker restores its own, a new one the newest"))
     pseudonym_key: str = field(default="micromoment", repr=False, metadata=_env(
         "MICROMOMENT_PSEUDONYM_KEY", "secret key of the user-id pseudonyms in logs (set your own)"))
 
@@ -149,6 +156,8 @@ class Settings:
 
     def validate(self) -> None:
         """Reject values no component could work with, naming the variable."""
+        if self.checkpoint_interval_s < 0:
+            raise SettingsError("MICROMOMENT_CHECKPOINT_INTERVAL must be 0 (off) or positive")
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"MICROMOMENT_LOG_FORMAT must be 'text' or 'json', not {self.log_format!r}")
         if self.output_format not in ("json", "avro"):
@@ -196,6 +205,15 @@ class Settings:
     @property
     def resolved_datadir(self) -> str:
         return self.datadir or os.path.join(".micromoment", f"{self.app_id}-{self.web_port}")
+
+    @property
+    def resolved_worker_id(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{self.web_port}"
+
+    @property
+    def checkpoint_topic(self) -> str:
+        """Compacted, one-partition topic of learner checkpoints (``streams.checkpoints``)."""
+        return f"{self.app_id}-checkpoints"
 
     @property
     def changelog_topics(self) -> list[str]:

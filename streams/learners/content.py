@@ -129,6 +129,23 @@ class CategoryAffinity:
         """Erase the user's affinity profile (privacy: forget-a-user)."""
         self._users.pop(user, None)
 
+    def adopt_users(self, other: "CategoryAffinity", wanted: typing.Callable[[typing.Hashable], bool]
+                    ) -> int:
+        """Copy from ``other`` the profiles of ``wanted`` users this learner lacks.
+
+        Used after a rebalance: another worker's checkpoint knows the users whose
+        partitions this worker now owns. Feature ids are private to each learner, so
+        profiles are translated through the feature keys. Returns how many were adopted.
+        """
+        adopted = 0
+        for user, (reference, weights) in other._users.items():
+            if user in self._users or not wanted(user):
+                continue
+            self._users[user] = [reference, {self._feature(other._feature_key[f]): w
+                                             for f, w in weights.items()}]
+            adopted += 1
+        return adopted
+
     def affinities(self, user: typing.Hashable) -> dict[str, float]:
         """The user's category affinities at their last event, strongest first."""
         profile = self._users.get(user)

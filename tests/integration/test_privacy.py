@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from streams.admin import ensure_topics
+from streams.checkpoints import read_checkpoints
 from streams.codecs import encode, encode_event
 from streams.records import Event
 from tests.conftest import wait_until
@@ -42,8 +43,17 @@ def last_value_per_key(bootstrap: str, topic: str, keys: set[bytes]) -> dict[byt
     return last
 
 
+def newest_checkpoint(settings):
+    found = read_checkpoints(settings, timeout_s=10)
+    return max(found.values(), key=lambda c: c.created_at).load() if found else None
+
+
+def knows(model, user: str) -> bool:
+    return model is not None and (model.content.knows_user(user) or model.mf.knows_user(user))
+
+
 def test_forget_erases_state_profile_and_learners(env, worker_factory):
-    env.extra["MICROMOMENT_ADMIN_TOKEN"] = TOKEN
+    env.extra.update(MICROMOMENT_ADMIN_TOKEN=TOKEN, MICROMOMENT_CHECKPOINT_INTERVAL="1")
     settings = env.settings
     ensure_topics(settings)
     worker = worker_factory()
@@ -71,6 +81,9 @@ def test_forget_erases_state_profile_and_learners(env, worker_factory):
     assert any(item["source"] != "popularity" for r in before if r["user_id"] == "gdpr-alice"
                for item in r["items"]), "alice was personalized before"
 
+    wait_until(lambda: knows(newest_checkpoint(settings), "gdpr-alice"), timeout=30,
+               message="a learner checkpoint holding alice")
+
     # By the CLI, waiting for the erasure.
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "streams", "forget", "gdpr-alice", "--wait",
@@ -92,6 +105,10 @@ def test_forget_erases_state_profile_and_learners(env, worker_factory):
         last = wait_until(lambda: (lambda l: l if all(l.get(k, b"x") is None for k in keys) else None)(
             last_value_per_key(bootstrap, topic, keys)), timeout=30, message=f"tombstones on {topic}")
         assert last == {key: None for key in keys}, topic
+
+    # Checkpoints forgot them too: the newest one, rewritten within seconds, holds neither.
+    wait_until(lambda: not any(knows(newest_checkpoint(settings), user) for user in users),
+               timeout=15, message="a learner checkpoint without the forgotten users")
 
     # Learners forgot alice: her next list is cold (popularity), while she is a new user.
     request = Event("after-forget", "gdpr-alice", None, "recommendation_request", int(time.time() * 1000))

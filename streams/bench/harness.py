@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import bisect
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +29,7 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.children import die_with_parent
 
 __all__ = ["StageFailed", "Children", "produce", "WorkerProcess", "parse_metrics",
-           "changelog_timestamps", "wait_for", "bench_env"]
+           "changelog_timestamps", "wait_for", "bench_env", "CpuSampler", "cpu_seconds"]
 
 
 class StageFailed(RuntimeError):
@@ -85,6 +87,79 @@ class Children:
         """PIDs still running (for the tests: none after :meth:`stop_all`)."""
         pids = [p.pid for p in self._processes if p.poll() is None]
         return pids + [b._process.pid for b in self._brokers if b.running and b._process]
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (all its threads), or ``None`` if unreadable.
+
+    >>> cpu_seconds(os.getpid()) >= 0
+    True
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rpartition(b")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class CpuSampler:
+    """Samples the CPU time of some processes every ``interval`` s, in a thread, so that
+    the CPU they spent inside a window known only afterwards can be interpolated.
+
+    On a machine shared with other work, wall-clock events/s fall with the CPU left to
+    the worker; the CPU time the worker spent per event does not (much).
+    """
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.05) -> None:
+        self.pids = pids
+        self.interval = interval
+        self._samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            now = time.time()
+            for name, pid in self.pids.items():
+                cpu = cpu_seconds(pid)
+                if cpu is not None:
+                    self._samples[name].append((now, cpu))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def between(self, name: str, start: float, end: float) -> float | None:
+        """CPU seconds process ``name`` spent from wall time ``start`` to ``end``."""
+        samples = self._samples.get(name) or []
+        if not samples or start < samples[0][0] or end > samples[-1][0]:
+            return None
+        return _interpolate(samples, end) - _interpolate(samples, start)
+
+
+def _interpolate(samples: list[tuple[float, float]], t: float) -> float:
+    """Cumulative CPU at wall time ``t``, linear between the samples around it.
+
+    >>> _interpolate([(0.0, 1.0), (1.0, 2.0), (2.0, 2.0)], 0.5)
+    1.5
+    """
+    i = bisect.bisect_left(samples, (t, float("-inf")))
+    if i == 0:
+        return samples[0][1]
+    if i >= len(samples):
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    return c0 if t1 == t0 else c0 + (c1 - c0) * (t - t0) / (t1 - t0)
 
 
 def bench_env(variables: dict[str, str]) -> dict[str, str]:

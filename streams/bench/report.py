@@ -159,6 +159,24 @@ class Report:
             out[key] = top / bottom if top is not None and bottom else None
         return out
 
+    def cpu_ratios(self) -> dict[str, float | None]:
+        """The ratios again, from the workers' CPU time per event instead of wall-clock events/s.
+
+        Less sensitive to other load on the machine: a worker that gets less CPU processes
+        fewer events per second, but spends about the same CPU time on each.
+
+        >>> r = Report()
+        >>> r.set(cpu_us_per_event={"faust_table_eps": 250.0, "pipeline_learn_eps": 1000.0})
+        >>> r.cpu_ratios()["learn_vs_table"]
+        0.25
+        """
+        cpu = self.results.get("cpu_us_per_event") or {}
+        out: dict[str, float | None] = {}
+        for key, (numerator, denominator) in RATIOS.items():
+            top, bottom = cpu.get(denominator), cpu.get(numerator)
+            out[key] = top / bottom if top is not None and bottom else None
+        return out
+
     def values(self) -> dict[str, Any]:
         """Every headline key (``null`` when not measured), ratios included."""
         keys = THROUGHPUT_KEYS + ("latency_ms", "rank_ms", "bytes_per_user", "scaleout_2_workers_ratio")
@@ -181,6 +199,8 @@ class Report:
         out["targets"] = {target.path: {"op": target.op, "target": target.limit, "value": value,
                                         "met": met}
                           for target, value, met in self.judged()}
+        out["cpu_us_per_event"] = self.results.get("cpu_us_per_event") or {}
+        out["cpu_ratios"] = self.cpu_ratios()
         out["failures"] = dict(self.failures)
         out["notes"] = list(self.notes)
         out["details"] = self.details
@@ -210,6 +230,17 @@ class Report:
                 rows.append((path, _fmt(value, target.unit), target.describe(), verdict))
             else:
                 rows.append((path, _fmt(_lookup(values, path), "ms"), "", ""))
+        cpu = self.results.get("cpu_us_per_event") or {}
+        if cpu:
+            rows.append(("by worker CPU time per event:", "", "", ""))
+            for key in THROUGHPUT_KEYS:
+                if cpu.get(key) is not None:
+                    rows.append((f"  {key.removesuffix('_eps')}", f"{cpu[key]:,.0f} µs", "", ""))
+            targets_by_key = {t.path: t for t in TARGETS}
+            for key, value in self.cpu_ratios().items():
+                met = targets_by_key[key].met(value)
+                rows.append((f"  {key}", _fmt(value, ""), targets_by_key[key].describe(),
+                             "—" if met is None else ("pass" if met else "miss")))
         width = [max(len(row[i]) for row in rows + [("figure", "measured", "target", "verdict")])
                  for i in range(4)]
         lines = [f"{'figure':<{width[0]}}  {'measured':>{width[1]}}  {'target':<{width[2]}}  verdict",

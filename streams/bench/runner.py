@@ -70,6 +70,12 @@ class _Records:
         return self._cache[n_events]
 
 
+def _record_cpu(report: Report, key: str, result: dict[str, Any]) -> None:
+    if result.get("cpu_us_per_event") is not None:
+        cpu = report.results.setdefault("cpu_us_per_event", {})
+        cpu[key] = result["cpu_us_per_event"]
+
+
 def _run_stage(stage: str, config: Config, report: Report, children: Children, records: _Records,
                workdir: Path, progress: Callable[[str], None]) -> None:
     from streams.bench import latency, memory, rank, throughput
@@ -79,11 +85,13 @@ def _run_stage(stage: str, config: Config, report: Report, children: Children, r
         events, _ = records.get(config.bare_events)
         result = throughput.run_bare(stage.removeprefix("faust_"), events, children, stage_dir, progress)
         report.set(**{f"{stage}_eps": result["eps"]})
+        _record_cpu(report, f"{stage}_eps", result)
     elif stage.startswith("pipeline_"):
         events, catalog = records.get(config.pipeline_events)
         triggers = throughput.NO_TRIGGERS if stage == "pipeline_learn" else throughput.ALL_TRIGGERS
         result = throughput.run_pipeline(stage, events, catalog, triggers, children, stage_dir, progress)
         report.set(**{f"{stage}_eps": result["eps"]})
+        _record_cpu(report, f"{stage}_eps", result)
     elif stage == "scaleout":
         events, catalog = records.get(config.scaleout_events)
         result = throughput.run_scaleout(events, catalog, children, stage_dir, progress)

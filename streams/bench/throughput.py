@@ -25,6 +25,12 @@ shutdown are outside it (``join_s`` in the details says how long the join took).
   (aiokafka, ~60,000/s, so producing overlaps the first fraction of a second). The ratio
   is two-worker events/s over one-worker events/s from these two runs. The broker, both
   workers and the bench share the machine's cores.
+
+Every stage also records the CPU time (user + system, all threads, from ``/proc``) that
+the worker(s) and the broker spent inside the window, per event: ``cpu_us_per_event``
+and ``broker_cpu_us_per_event``. On a machine shared with other work the wall-clock
+rate falls with the CPU the worker gets; its CPU time per event barely moves, so the
+report also gives the ratios computed from it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import orjson
 
-from streams.bench.harness import (Children, StageFailed, WorkerProcess, bench_env,
+from streams.bench.harness import (Children, CpuSampler, StageFailed, WorkerProcess, bench_env,
                                    changelog_timestamps, create_topics, metric_sum, produce,
                                    wait_for)
 from streams.bench.workload import Record
@@ -112,15 +118,17 @@ def run_bare(mode: str, records: Sequence[Record], children: Children, workdir: 
             tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-5:])
             return f"bare worker exited with code {process.returncode}: {tail}"
 
-        wait_for(lambda: int(_read_status(status).get("count") or 0), n, process_alive=problem,
-                 on_progress=lambda done: progress(f"{done:,}/{n:,} events"))
-        time.sleep(settle_s)
+        with CpuSampler({"worker": process.pid, "broker": _pid(broker)}) as cpu:
+            wait_for(lambda: int(_read_status(status).get("count") or 0), n, process_alive=problem,
+                     on_progress=lambda done: progress(f"{done:,}/{n:,} events"))
+            time.sleep(settle_s)
         final = _read_status(status)
         if final.get("count") != n:
             raise StageFailed(f"bare worker counted {final.get('count')} events, expected {n}")
         eps = events_per_second(n, final["first"], final["at_expect"])
         result = {"eps": eps, "events": n, "window_s": final["at_expect"] - final["first"],
                   "join_s": final["first"] - spawned, "partitions": partitions}
+        result.update(_cpu_per_event(cpu, ["worker"], n, final["first"], final["at_expect"]))
         if mode != "count":  # the pipeline's method, on the same run: they should agree
             stamps = changelog_timestamps(broker.bootstrap, f"{prefix}-counts-changelog", n)
             if len(stamps) != n:
@@ -155,9 +163,25 @@ def _prepare_topics(variables: dict[str, str]) -> None:
     ensure_topics(Settings.from_env(variables))
 
 
+def _pid(broker: EmbeddedBroker) -> int:
+    return broker._process.pid if broker._process is not None else -1
+
+
+def _cpu_per_event(cpu: CpuSampler, names: list[str], n: int, first: float,
+                   last: float) -> dict[str, float | None]:
+    """CPU microseconds per event of the named processes (summed) and of the broker."""
+    spent = [cpu.between(name, first, last) for name in names]
+    broker = cpu.between("broker", first, last)
+    per_event = 1e6 / max(1, n - 1)
+    return {"cpu_us_per_event": None if None in spent else sum(spent) * per_event,  # type: ignore[arg-type]
+            "broker_cpu_us_per_event": None if broker is None else broker * per_event}
+
+
 def _measure_workers(workers: list[WorkerProcess], broker: EmbeddedBroker, app_id: str, n: int,
-                     recommending: bool, progress: Progress) -> dict[str, Any]:
-    """Wait until ``workers`` processed ``n`` events; check the counts; the window."""
+                     recommending: bool, progress: Progress,
+                     start: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Call ``start()`` (if given), wait until ``workers`` processed ``n`` events; check the
+    counts; the window, and the CPU the workers and the broker spent in it."""
 
     def problem() -> str | None:
         return next((p for p in (w.problem() for w in workers) if p), None)
@@ -165,9 +189,12 @@ def _measure_workers(workers: list[WorkerProcess], broker: EmbeddedBroker, app_i
     def seen() -> int:
         return sum(sum(w.outcomes().values()) for w in workers)
 
-    wait_for(seen, n, process_alive=problem, interval=0.5,
-             on_progress=lambda done: progress(f"{done:,}/{n:,} events"))
-    stamps = changelog_timestamps(broker.bootstrap, f"{app_id}-user_state-changelog", n)
+    names = {f"worker{i}": w.process.pid for i, w in enumerate(workers)}
+    with CpuSampler(dict(names, broker=_pid(broker))) as cpu:
+        started = start() if start is not None else None
+        wait_for(seen, n, process_alive=problem, interval=0.5,
+                 on_progress=lambda done: progress(f"{done:,}/{n:,} events"))
+        stamps = changelog_timestamps(broker.bootstrap, f"{app_id}-user_state-changelog", n)
     outcomes: dict[str, int] = {}
     recommendations = 0
     for worker in workers:
@@ -185,8 +212,11 @@ def _measure_workers(workers: list[WorkerProcess], broker: EmbeddedBroker, app_i
         raise StageFailed(f"{recommendations} recommendations for {n} events "
                           f"(expected {expected_recs})")
     first, last = min(stamps) / 1000, max(stamps) / 1000
-    return {"eps": events_per_second(n, first, last), "events": n, "window_s": last - first,
-            "first_processed_at": first, "outcomes": outcomes, "recommendations": recommendations}
+    result = {"eps": events_per_second(n, first, last), "events": n, "window_s": last - first,
+              "first_processed_at": first, "outcomes": outcomes, "recommendations": recommendations,
+              "started": started}
+    result.update(_cpu_per_event(cpu, list(names), n, first, last))
+    return result
 
 
 def run_pipeline(stage: str, records: Sequence[Record], catalog: Sequence[Record], triggers: str,
@@ -207,6 +237,7 @@ def run_pipeline(stage: str, records: Sequence[Record], catalog: Sequence[Record
         spawned = time.time()
         worker = WorkerProcess(children, variables, workdir, "worker")
         result = _measure_workers([worker], broker, prefix, n, recommending=bool(triggers), progress=progress)
+        result.pop("started")
         result["join_s"] = result.pop("first_processed_at") - spawned
         result["partitions"] = partitions
         result["catalog_items"] = len(catalog)
@@ -257,11 +288,12 @@ def run_scaleout_leg(n_workers: int, records: Sequence[Record], catalog: Sequenc
         split = _wait_assigned(workers, partitions=4)
         rebalances_before = sum(metric_sum(w.metrics(), "micromoment_rebalances_total") for w in workers)
         progress(f"producing {n:,} events")
-        partitions = produce(broker.bootstrap, variables["MICROMOMENT_TOPIC_EVENTS"], records)
-        result = _measure_workers(workers, broker, prefix, n, recommending=False, progress=progress)
+        result = _measure_workers(
+            workers, broker, prefix, n, recommending=False, progress=progress,
+            start=lambda: produce(broker.bootstrap, variables["MICROMOMENT_TOPIC_EVENTS"], records))
         rebalances_after = sum(metric_sum(w.metrics(), "micromoment_rebalances_total") for w in workers)
         result.pop("first_processed_at")
-        result.update(workers=n_workers, split=split, partitions=partitions,
+        result.update(workers=n_workers, split=split, partitions=result.pop("started"),
                       rebalances_during=int(rebalances_after - rebalances_before))
         return result
     finally:
@@ -274,4 +306,7 @@ def run_scaleout(records: Sequence[Record], catalog: Sequence[Record], children:
                  workdir: Path, progress: Progress = lambda text: None) -> dict[str, Any]:
     one = run_scaleout_leg(1, records, catalog, children, workdir / "one", progress)
     two = run_scaleout_leg(2, records, catalog, children, workdir / "two", progress)
-    return {"ratio": two["eps"] / one["eps"], "one_worker": one, "two_workers": two}
+    both = one.get("cpu_us_per_event"), two.get("cpu_us_per_event")
+    return {"ratio": two["eps"] / one["eps"], "one_worker": one, "two_workers": two,
+            # > 1: two workers spend more CPU per event in all than one (standby replicas…)
+            "cpu_per_event_two_over_one": both[1] / both[0] if all(both) else None}

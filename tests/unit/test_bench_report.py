@@ -180,3 +180,34 @@ def test_a_failing_stage_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
     assert data["failures"] == {"rank": "broken on purpose"} and data["bytes_per_user"] == 1000.0
     assert "FAILED rank: broken on purpose" in out.read_text()
     assert math.isfinite(data["run"]["duration_s"])
+
+
+def test_cpu_sampler_interpolates_a_process_cpu_inside_a_window():
+    import os
+
+    from streams.bench.harness import CpuSampler
+
+    with CpuSampler({"me": os.getpid(), "gone": 2 ** 22 + 12345}, interval=0.01) as cpu:
+        time.sleep(0.05)
+        start = time.time()
+        deadline = start + 0.3
+        while time.time() < deadline:  # burn CPU in this process
+            sum(range(1000))
+        end = time.time()
+        time.sleep(0.05)
+    spent = cpu.between("me", start, end)
+    assert spent is not None and 0 < spent <= (end - start) + 0.05
+    assert cpu.between("gone", start, end) is None  # no such process: no figure, no error
+    assert cpu.between("me", start - 60, end) is None  # outside the sampled span
+
+
+def test_cpu_ratios_in_the_json_and_the_table(tmp_path):
+    report = _full_report()
+    report.set(cpu_us_per_event={"faust_count_eps": 100.0, "faust_table_eps": 400.0,
+                                 "faust_table_send_eps": 500.0, "pipeline_learn_eps": 800.0,
+                                 "pipeline_recommend_eps": 1000.0})
+    report.write_json(tmp_path / "b.json")
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["cpu_ratios"] == {"learn_vs_table": 0.5, "recommend_vs_table_send": 0.5,
+                                  "learn_vs_count": 0.125}
+    assert "by worker CPU time per event" in report.table()

@@ -38,9 +38,9 @@ test: install test-tools ## the whole suite: unit, integration and end-to-end on
 test-fast: install ## unit tests only (no broker)
 	$(BIN)/python -m pytest tests/unit streams
 
-# The quick bench (about 10 minutes on 2 cores): throughput against bare Faust, latency,
+# The quick bench (5-10 minutes on 2 cores): throughput against bare Faust, latency,
 # ranking, memory per user, scale-out; each figure beside its target. The full run
-# (about 25 minutes): $(BIN)/micromoment bench --json bench.json
+# (10-25 minutes): $(BIN)/micromoment bench --json bench.json
 bench: install ## measure the pipeline (quick run); see README "Performance"
 	$(BIN)/micromoment bench --quick --json .micromoment/bench/bench.json
 

@@ -33,8 +33,8 @@ def add_bench_parser(sub: Any) -> argparse.ArgumentParser:
                     "own brokers and workers. Exit code 0 when every stage ran (a missed target "
                     "is a finding, not an error), 1 when a stage failed.")
     p.add_argument("--quick", action="store_true",
-                   help="smaller samples: the whole run in about 10 minutes on 2 cores "
-                        "(default: the full run, about 25 minutes)")
+                   help="smaller samples: the whole run in 5-10 minutes on 2 cores "
+                        "(default: the full run, 10-25 minutes)")
     p.add_argument("--json", metavar="PATH", help="also write every figure, target and detail as JSON")
     p.add_argument("--stages", type=_stages, metavar="LIST",
                    help="comma-separated stages to run (default: all): faust_count, faust_table, "

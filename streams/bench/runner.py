@@ -44,11 +44,11 @@ class Config:
     memory_events_per_user: int = 20
 
 
-#: ``--quick``: the whole run in about 10 minutes on 2 cores.
+#: ``--quick``: the whole run in 5 minutes on a quiet 2-core machine, up to 10 on a busy one.
 QUICK = Config(bare_events=30_000, pipeline_events=10_000, scaleout_events=10_000,
                latency_rate=1_000.0, latency_warmup_s=5.0, latency_measure_s=20.0,
                rank_calls={10_000: 300, 100_000: 100}, memory_sample=2_000)
-#: The default: longer windows and more samples, about 25 minutes on 2 cores.
+#: The default: longer windows and more samples, 10 minutes on a quiet 2-core machine, up to 25.
 FULL = Config(bare_events=100_000, pipeline_events=40_000, scaleout_events=40_000,
               latency_rate=1_000.0, latency_warmup_s=10.0, latency_measure_s=60.0,
               latency_low_s=20.0, latency_max_drain_s=60.0,

@@ -238,6 +238,7 @@ class _Checkpoints:
         self.due = False
         self.owned: set[int] = set()
         self.forgotten_digests: set[bytes] = set()
+        self.read_at_start: dict | None = None  # what restore_models read: the first adoption reuses it
 
     def forgotten(self, user_id: str) -> None:
         self.forgotten_digests.add(hashlib.sha256(user_id.encode("utf-8")).digest())
@@ -266,7 +267,7 @@ def restore_models() -> None:
         return
     started = perf_counter()
     try:
-        found = read_checkpoints(settings)
+        found = _checkpoints.read_at_start = read_checkpoints(settings)
         own = found.get(_checkpoints.writer.worker)
         candidates = {c.worker: c for c in _checkpoints.foreign(found)}
         if own is not None:
@@ -344,7 +345,9 @@ async def adopt_moved_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
 async def _adopt(partitions: set[int]) -> None:
     started = perf_counter()
     try:
-        found = await asyncio.get_running_loop().run_in_executor(None, read_checkpoints, settings)
+        found, _checkpoints.read_at_start = _checkpoints.read_at_start, None
+        if found is None:  # after a later rebalance: read what the others wrote since
+            found = await asyncio.get_running_loop().run_in_executor(None, read_checkpoints, settings)
         mine = owned_by(partitions, settings.partitions)
         wanted = lambda user_id: mine(user_id) and _checkpoints.not_forgotten(user_id)  # noqa: E731
         adopted = 0

@@ -15,6 +15,7 @@ __all__ = [
     "Event",
     "ItemUpdate",
     "UserProfile",
+    "UserControls",
     "RecommendedItem",
     "Recommendation",
     "DeadLetter",
@@ -63,29 +64,63 @@ class ItemUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class UserControls:
+    """A person's own say over their recommendations, applied from the next one on.
+
+    ``personalization`` runs from 0 (popularity and context only) to 1 (fully
+    personalized); ``novelty`` from 0 (familiar: more of what they engage with) to 1
+    (new: unseen categories, less popular items), 0.5 being the default balance.
+    Muted items and categories are never shown.
+    """
+
+    muted_items: frozenset[str] = frozenset()
+    muted_categories: frozenset[str] = frozenset()
+    personalization: float = 1.0
+    novelty: float = 0.5
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_CONTROLS
+
+
+DEFAULT_CONTROLS = UserControls()
+
+
+@dataclass(frozen=True, slots=True)
 class UserProfile:
     """A profile and consent upsert (topic ``users``, keyed by ``user_id``).
 
     ``forget`` asks for the user to be erased everywhere (also sent as a tombstone).
+    ``reset_history`` clears what was learned about the user (state and per-user
+    learner parameters) but keeps the profile: they are treated as new from then on.
     """
 
     user_id: str
     consent_personalization: bool = True
     attributes: dict[str, str] = field(default_factory=dict)
     forget: bool = False
+    controls: UserControls = DEFAULT_CONTROLS
+    reset_history: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RecommendedItem:
-    """One ranked item with the evidence for it."""
+    """One ranked item with the evidence for it.
+
+    ``propensity`` is the probability that the serving policy would show this item in
+    this list (1.0 for a deterministic choice), kept so that later policies can be
+    evaluated offline by inverse propensity scoring.
+    """
 
     item_id: str
     score: float
     reason: str
     source: str
+    propensity: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "score": self.score, "reason": self.reason, "source": self.source}
+        return {"item_id": self.item_id, "score": self.score, "reason": self.reason,
+                "source": self.source, "propensity": self.propensity}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +135,7 @@ class Recommendation:
     created_at: int  # epoch milliseconds
     event_timestamp: int  # the trigger event's timestamp, epoch milliseconds
     context: dict[str, str] = field(default_factory=dict)
+    strategy: str = "champion"  # the ranking strategy that served this list
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +147,7 @@ class Recommendation:
             "created_at": self.created_at,
             "event_timestamp": self.event_timestamp,
             "context": dict(self.context),
+            "strategy": self.strategy,
         }
 
 

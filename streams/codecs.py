@@ -285,9 +285,9 @@ def encode(kind: str, record: Mapping[str, Any],
 
     >>> encode("user", {"user_id": "u1", "consent_personalization": True, "attributes": {}})
     (b'{"user_id":"u1","consent_personalization":true,"attributes":{}}', [('content-type', b'application/json')])
-    >>> value, headers = encode("user", {"user_id": "u1"}, "avro")
-    >>> value, decode("user", value, headers)
-    (b'\\x04u1\\x01\\x00\\x00', {'user_id': 'u1', 'consent_personalization': True, 'attributes': {}, 'forget': False})
+    >>> value, headers = encode("user", {"user_id": "u1", "muted_categories": ["shoes"]}, "avro")
+    >>> value[:14], decode("user", value, headers)["muted_categories"]  # defaults filled in
+    (b'\\x04u1\\x01\\x00\\x00\\x00\\x02\\nshoes', ['shoes'])
     """
     if fmt == "json":
         fields = _bytes_fields(kind)
@@ -334,7 +334,7 @@ def encode_recommendation(rec: Recommendation,
     >>> rec = Recommendation("r1", "u1", "e1", (RecommendedItem("i1", 0.5, "popular", "pop"),),
     ...                      "v1", 2_000, 1_000)
     >>> decode_recommendation(*encode_recommendation(rec, "avro"))["items"]
-    [{'item_id': 'i1', 'score': 0.5, 'reason': 'popular', 'source': 'pop'}]
+    [{'item_id': 'i1', 'score': 0.5, 'reason': 'popular', 'source': 'pop', 'propensity': 1.0}]
     """
     return encode("recommendation", rec.to_dict(), fmt)
 

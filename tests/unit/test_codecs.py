@@ -43,7 +43,8 @@ SAMPLES: dict[str, dict] = {
     "item": {"item_id": "i1", "available": False, "categories": ["shoes", "red"],
              "attributes": {"brand": "acme"}, "text": "Red shoes"},
     "user": {"user_id": "u1", "consent_personalization": False, "attributes": {"segment": "vip"},
-             "forget": False},
+             "forget": False, "muted_items": ["i9"], "muted_categories": ["hats"],
+             "personalization_strength": 0.25, "novelty": 0.75, "reset_history": False},
     "recommendation": {"recommendation_id": "r1", "user_id": "u1", "trigger_event_id": "e1",
                        "items": [{"item_id": "i2", "score": 0.75, "reason": "similar to i1",
                                   "source": "similar", "propensity": 0.5}],
@@ -293,10 +294,10 @@ HINT = ("not valid JSON; Avro records must start with the Confluent magic byte 0
 
 
 def test_undetected_binary_says_how_to_mark_avro():
-    value, _ = encode("user", {"user_id": "u1"}, "avro")  # unframed, header dropped
-    assert value == b"\x04u1\x01\x00\x00"  # valid UTF-8, so it fails as JSON, not as UTF-8
+    value, _ = encode("item", {"item_id": "u1"}, "avro")  # unframed, header dropped
+    assert value == b"\x04u1\x01\x00\x00\x00"  # valid UTF-8: fails as JSON, not as UTF-8
     with pytest.raises(DecodeError) as err:
-        decode("user", value)
+        decode("item", value)
     assert err.value.error_type == "invalid_json"
     assert HINT in str(err.value)
     value, _ = encode("event", SAMPLES["event"], "avro")  # has bytes >= 0x80: not UTF-8

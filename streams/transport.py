@@ -13,6 +13,7 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.end_offsets import verified_end_offsets
 from streams.settings import get_settings
 
 __all__ = ["Transport", "SCHEME"]
@@ -27,6 +28,16 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher.
         consumer._fetch_max_wait_ms = get_settings().fetch_max_wait_ms
         return consumer
+
+    async def _highwaters(self, partitions: Any) -> Any:
+        """End offsets for table recovery, checked against fetch responses
+        (``streams.end_offsets``: the embedded broker under-reports them)."""
+        reported = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return reported
+        probe = self._create_client_consumer(self.transport)
+        probe._fetch_max_wait_ms = get_settings().fetch_max_wait_ms
+        return await verified_end_offsets(probe, reported)
 
 
 class Consumer(faust_aiokafka.Consumer):

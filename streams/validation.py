@@ -23,7 +23,8 @@ from typing import Any
 
 from streams.codecs import decode
 from streams.errors import InvalidRecord
-from streams.records import EVENT_TYPES, Event, ItemUpdate, UserProfile
+from streams.records import (DEFAULT_CONTROLS, EVENT_TYPES, Event, ItemUpdate, UserControls,
+                             UserProfile)
 from streams.settings import Settings
 
 __all__ = [
@@ -60,8 +61,8 @@ class Validator:
     Event(event_id='e1', user_id='u1', item_id='i1', event_type='rating', timestamp=1700000000000, value=4.0, context={}, recommendation_id=None)
     >>> v.item({"item_id": "i1", "categories": ["shoes"]})
     ItemUpdate(item_id='i1', available=True, categories=('shoes',), attributes={}, text=None)
-    >>> v.user({"user_id": "u1", "consent_personalization": False})
-    UserProfile(user_id='u1', consent_personalization=False, attributes={}, forget=False)
+    >>> v.user({"user_id": "u1", "consent_personalization": False}).consent_personalization
+    False
     >>> v.event({"event_id": "e1", "user_id": "u1", "event_type": "view",
     ...          "timestamp": 1_700_000_000_000}, now_ms=1_700_000_000_000)
     Traceback (most recent call last):
@@ -114,6 +115,43 @@ class Validator:
             if len(k) > MAX_ENTRY_LENGTH or len(v) > MAX_ENTRY_LENGTH:
                 raise InvalidRecord("too_long", f"{kind} field {name!r} entry {k[:64]!r} is longer "
                                     f"than the limit of {MAX_ENTRY_LENGTH} characters")
+        return value
+
+    def _strings(self, value: Any, kind: str, name: str, max_length: int) -> tuple[str, ...]:
+        """A bounded array of non-empty strings, each at most ``max_length`` characters."""
+        if not value:
+            if value is not None and type(value) not in (list, tuple):
+                raise _wrong(kind, name, "an array of strings", value)
+            return ()
+        if type(value) not in (list, tuple):
+            raise _wrong(kind, name, "an array of strings", value)
+        if len(value) > self.max_entries:
+            raise InvalidRecord("too_many_entries", f"{kind} field {name!r} has {len(value)} "
+                                f"entries, more than the limit of {self.max_entries}")
+        for entry in value:
+            if type(entry) is not str:
+                raise InvalidRecord("wrong_type", f"{kind} field {name!r} must be an array of "
+                                    f"strings; found a {type(entry).__name__}")
+            if not entry:
+                raise InvalidRecord("invalid_value", f"{kind} field {name!r} has an empty entry")
+            if len(entry) > max_length:
+                raise InvalidRecord("too_long", f"{kind} field {name!r} has an entry longer than "
+                                    f"the limit of {max_length} characters")
+        return tuple(value)
+
+    @staticmethod
+    def _unit(value: Any, kind: str, name: str, default: float) -> float:
+        """A number in [0, 1] (an integer 0 or 1 is accepted; NaN and booleans are not)."""
+        if value is None:
+            return default
+        if type(value) is int:  # a JSON 0 or 1; bool, a subclass of int, is not accepted
+            if value in (0, 1):
+                return float(value)
+        elif type(value) is not float:
+            raise _wrong(kind, name, "a number from 0 to 1", value)
+        if not 0.0 <= value <= 1.0:  # False for NaN too
+            raise InvalidRecord("invalid_value", f"{kind} field {name!r} must be from 0 to 1, "
+                                f"got {value}")
         return value
 
     @staticmethod
@@ -226,8 +264,20 @@ class Validator:
         return ItemUpdate(item_id, available, categories, attributes, text)
 
     def user(self, data: dict[str, Any]) -> UserProfile:
-        """Validate a decoded profile/consent upsert.
+        """Validate a decoded profile/consent upsert, with the user's own controls.
 
+        Muted lists hold at most ``max_context_entries`` entries (item ids within
+        ``max_id_length``, categories within :data:`MAX_ENTRY_LENGTH`); the two
+        strengths are numbers from 0 to 1 (NaN is rejected).
+
+        >>> controls = Validator().user({"user_id": "u1", "muted_categories": ["shoes"],
+        ...                              "personalization_strength": 0}).controls
+        >>> controls.muted_categories, controls.personalization, controls.novelty
+        (frozenset({'shoes'}), 0.0, 0.5)
+        >>> Validator().user({"user_id": "u1", "novelty": 1.5})
+        Traceback (most recent call last):
+        ...
+        streams.errors.InvalidRecord: user field 'novelty' must be from 0 to 1, got 1.5
         >>> Validator().user({"user_id": ""})
         Traceback (most recent call last):
         ...
@@ -238,7 +288,19 @@ class Validator:
         consent = self._bool(get("consent_personalization"), "user", "consent_personalization", True)
         attributes = self._map(get("attributes"), "user", "attributes")
         forget = self._bool(get("forget"), "user", "forget", False)
-        return UserProfile(user_id, consent, attributes, forget)
+        reset = self._bool(get("reset_history"), "user", "reset_history", False)
+        muted_items = self._strings(get("muted_items"), "user", "muted_items", self.max_id_length)
+        muted_categories = self._strings(get("muted_categories"), "user", "muted_categories",
+                                         MAX_ENTRY_LENGTH)
+        personalization = self._unit(get("personalization_strength"), "user",
+                                     "personalization_strength", 1.0)
+        novelty = self._unit(get("novelty"), "user", "novelty", 0.5)
+        if muted_items or muted_categories or personalization != 1.0 or novelty != 0.5:
+            controls = UserControls(frozenset(muted_items), frozenset(muted_categories),
+                                    personalization, novelty)
+        else:
+            controls = DEFAULT_CONTROLS
+        return UserProfile(user_id, consent, attributes, forget, controls, reset)
 
 
 # -- what the Faust agents call: size check -> decode -> validate -> key check -------------

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from streams.codecs import encode, encode_event
 from streams.errors import DecodeError, InvalidRecord
-from streams.records import EVENT_TYPES, Event, ItemUpdate, UserProfile
+from streams.records import DEFAULT_CONTROLS, EVENT_TYPES, Event, ItemUpdate, UserControls, UserProfile
 from streams.settings import Settings
 from streams.validation import MAX_ENTRY_LENGTH, Validator, parse_event, parse_item, parse_user
 
@@ -176,6 +176,61 @@ def test_valid_user_and_defaults():
 ])
 def test_user_rejections(field, bad, error_type):
     rejects(V.user, {"user_id": "u1", field: bad}, error_type=error_type, names=f"'{field}'")
+
+
+# -- the user's own controls (users schema 0.2) ------------------------------------------------
+
+
+def test_user_controls_are_parsed_and_default_when_absent():
+    assert V.user({"user_id": "u1"}).controls is DEFAULT_CONTROLS
+    assert V.user({"user_id": "u1", "muted_items": [], "muted_categories": None,
+                   "personalization_strength": 1, "novelty": 0.5}).controls is DEFAULT_CONTROLS
+    profile = V.user({"user_id": "u1", "muted_items": ["i1", "i2", "i1"],
+                      "muted_categories": ["shoes"], "personalization_strength": 0,
+                      "novelty": 0.9, "reset_history": True})
+    assert profile.controls == UserControls(frozenset({"i1", "i2"}), frozenset({"shoes"}), 0.0, 0.9)
+    assert type(profile.controls.personalization) is float
+    assert profile.reset_history and not profile.forget
+    assert V.user({"user_id": "u1", "novelty": 1}).controls.novelty == 1.0
+
+
+@pytest.mark.parametrize("field, bad, error_type", [
+    ("muted_items", "i1", "wrong_type"), ("muted_items", {"i1": "x"}, "wrong_type"),
+    ("muted_items", [1], "wrong_type"), ("muted_items", [""], "invalid_value"),
+    ("muted_items", ["i" * 17], "too_long"), ("muted_items", [f"i{n}" for n in range(5)],
+                                              "too_many_entries"),
+    ("muted_categories", "shoes", "wrong_type"), ("muted_categories", [None], "wrong_type"),
+    ("muted_categories", ["c" * (MAX_ENTRY_LENGTH + 1)], "too_long"),
+    ("muted_categories", ["c"] * 5, "too_many_entries"),
+    ("personalization_strength", math.nan, "invalid_value"),
+    ("personalization_strength", -0.1, "invalid_value"),
+    ("personalization_strength", 2, "invalid_value"),
+    ("personalization_strength", True, "wrong_type"), ("personalization_strength", "1", "wrong_type"),
+    ("novelty", math.inf, "invalid_value"), ("novelty", 1.0000001, "invalid_value"),
+    ("novelty", 10 ** 400, "invalid_value"), ("novelty", [0.5], "wrong_type"),
+    ("reset_history", "yes", "wrong_type"), ("reset_history", 1, "wrong_type"),
+])
+def test_user_control_rejections(field, bad, error_type):
+    rejects(V.user, {"user_id": "u1", field: bad}, error_type=error_type, names=f"'{field}'")
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_parse_user_controls_json_and_avro(fmt):
+    record = {"user_id": "u1", "consent_personalization": False, "muted_items": ["i7"],
+              "muted_categories": ["hats", "bags"], "personalization_strength": 0.25,
+              "novelty": 0.75, "reset_history": True}
+    value, headers = encode("user", record, fmt)
+    profile = parse_user(b"u1", value, headers, V)
+    assert profile == UserProfile("u1", False, {}, False,
+                                  UserControls(frozenset({"i7"}), frozenset({"hats", "bags"}),
+                                               0.25, 0.75), True)
+
+
+def test_nan_strength_from_avro_is_rejected():
+    """JSON has no NaN, but an Avro double can carry one: it must not reach the ranker."""
+    value, headers = encode("user", {"user_id": "u1", "personalization_strength": math.nan}, "avro")
+    rejects(parse_user, b"u1", value, headers, V, error_type="invalid_value",
+            names="'personalization_strength'")
 
 
 # -- parse_* : size -> decode -> validate -> key ----------------------------------------------

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from streams.codecs import encode, encode_event
 from streams.errors import DecodeError, InvalidRecord
-from streams.records import DEFAULT_CONTROLS, EVENT_TYPES, Event, ItemUpdate, UserControls, UserProfile
+from streams.records import (DEFAULT_CONTROLS, EVENT_TYPES, Event, ItemUpdate, UserControls,
+                             UserProfile)
 from streams.settings import Settings
 from streams.validation import MAX_ENTRY_LENGTH, Validator, parse_event, parse_item, parse_user
 

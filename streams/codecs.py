@@ -61,7 +61,8 @@ __all__ = [
 Format = Literal["json", "avro", "avro-confluent"]
 
 #: Every schema kind, named after its file ``schemas/<kind>.avsc``.
-SCHEMA_KINDS: tuple[str, ...] = ("event", "item", "user", "recommendation", "dead_letter")
+SCHEMA_KINDS: tuple[str, ...] = ("event", "item", "user", "recommendation", "dead_letter",
+                                  "decision_request", "decision", "reward")
 
 _JSON_HEADERS = [("content-type", b"application/json")]
 _AVRO_HEADERS = [("content-type", b"application/avro")]

@@ -53,6 +53,17 @@ SAMPLES: dict[str, dict] = {
     "dead_letter": {"topic": "events", "partition": 3, "offset": 12345, "key": b"u1",
                     "value": b"\xff\x00not json", "reason": "not valid UTF-8",
                     "error_type": "invalid_utf8", "failed_at": NOW},
+    "decision_request": {"decision_id": "d1", "decision_point": "hero", "user_id": "u1",
+                         "context": {"device": "ios", "hour": 20.0},
+                         "actions": [{"id": "a1", "features": {"tone": "warm", "size": 2.0}}],
+                         "action_set": None, "slots": 1, "baseline_action": "a1",
+                         "timestamp": NOW},
+    "decision": {"decision_id": "d1", "decision_point": "hero", "user_id": "u1",
+                 "actions": [{"id": "a1", "probability": 1.0, "reason": "only action",
+                              "slot_probability": 1.0}],
+                 "policy_version": "linucb@0", "slots": 1, "apprentice": False,
+                 "created_at": NOW},
+    "reward": {"decision_id": "d1", "value": 1.0, "timestamp": NOW, "action_id": None},
 }
 
 

@@ -22,6 +22,13 @@ categories' weights (an item in ``("clothing", "jackets")`` gets half credit fro
 user who only bought dresses filed under ``("clothing", "dresses")``). Attribute
 affinities, if enabled, are averaged the same way over the configured attributes and
 added with ``attribute_weight``. Unknown features score 0.
+
+Guards and bounds: strengths are clipped to ``max_strength`` (a ``1e308`` strength
+would add up to ``inf``, and ``inf - inf`` to NaN), and a profile that still went
+non-finite is dropped (the user starts over) and counted in ``n_resets``. At most
+``max_users`` profiles are kept, and a user not seen for ``user_ttl_s`` of event time
+is forgotten (least recently seen first): after a month idle an affinity decayed with
+a half-hour half-life is zero anyway.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import typing
 import numpy as np
 
 from streams.catalog import Catalog
+from streams.learners._common import Recency
 from streams.learners.base import event_time
 
 __all__ = ["CategoryAffinity"]
@@ -57,6 +65,10 @@ class CategoryAffinity:
         The item index that rows are aligned with; a private one is created if omitted.
         Item features are read from it: rows are indexed when first needed, and
         :meth:`index_item` re-reads an item whose metadata changed.
+    max_users, user_ttl_s
+        Profiles kept at most, and how long (event time) an idle user's profile is kept.
+    max_strength
+        Strengths are clipped to ``[-max_strength, max_strength]``.
 
     Examples
     --------
@@ -86,6 +98,9 @@ class CategoryAffinity:
         attributes: typing.Sequence[str] = (),
         attribute_weight: float = 0.5,
         catalog: Catalog | None = None,
+        max_users: int = 1_000_000,
+        user_ttl_s: float = 30 * 86_400.0,
+        max_strength: float = 100.0,
     ) -> None:
         if not half_life_s > 0 or not math.isfinite(half_life_s):
             raise ValueError(f"half_life_s must be a positive number, got {half_life_s!r}")
@@ -96,6 +111,11 @@ class CategoryAffinity:
         self.attributes = tuple(attributes)
         self.attribute_weight = attribute_weight
         self.catalog = catalog
+        if max_users < 1 or not (user_ttl_s > 0 and max_strength > 0):
+            raise ValueError("max_users must be at least 1, user_ttl_s and max_strength positive")
+        self.max_users = max_users
+        self.user_ttl_s = user_ttl_s
+        self.max_strength = max_strength
         self._catalog = Catalog() if catalog is None else catalog
         self._half_life_ms = float(half_life_s) * 1_000.0
         # Feature vocabulary: ("c", category) or ("a", attribute, value) -> dense id.
@@ -108,6 +128,9 @@ class CategoryAffinity:
         self._item_attributes = np.full((64, len(self.attributes)), -1, dtype=np.int32)
         self._n_indexed = 0
         self._n_learned = 0
+        self._n_resets = 0
+        self._recency = Recency()
+        self._clock: float | None = None
 
     # -- learned state, read-only -----------------------------------------------------
 
@@ -120,6 +143,16 @@ class CategoryAffinity:
     def n_learned(self) -> int:
         return self._n_learned
 
+    @property
+    def n_resets(self) -> int:
+        """Profiles dropped after going non-finite (should stay 0)."""
+        return self._n_resets
+
+    @property
+    def n_users(self) -> int:
+        """Users with a profile: at most ``max_users``."""
+        return len(self._users)
+
     def knows_user(self, user: typing.Hashable) -> bool:
         """Whether ``user`` has any affinity (positive or negative) remembered."""
         profile = self._users.get(user)
@@ -128,6 +161,7 @@ class CategoryAffinity:
     def forget_user(self, user: typing.Hashable) -> None:
         """Erase the user's affinity profile (privacy: forget-a-user)."""
         self._users.pop(user, None)
+        self._recency.discard(user)
 
     def adopt_users(self, other: "CategoryAffinity", wanted: typing.Callable[[typing.Hashable], bool]
                     ) -> int:
@@ -143,7 +177,9 @@ class CategoryAffinity:
                 continue
             self._users[user] = [reference, {self._feature(other._feature_key[f]): w
                                              for f, w in weights.items()}]
+            self._recency.touch(user, reference)
             adopted += 1
+        self._evict()
         return adopted
 
     def affinities(self, user: typing.Hashable) -> dict[str, float]:
@@ -229,11 +265,16 @@ class CategoryAffinity:
         at ``x["timestamp"]`` (epoch ms; default: the user's latest event time).
 
         A zero or non-finite ``y``, or an item without categories or attributes, teaches
-        nothing. An event older than the user's latest is added already decayed.
+        nothing; ``|y|`` is clipped to ``max_strength``. An event older than the user's
+        latest is added already decayed.
         """
-        y = float(y)
+        try:
+            y = float(y)
+        except (TypeError, ValueError):
+            return
         if y == 0.0 or not math.isfinite(y):
             return
+        y = min(max(y, -self.max_strength), self.max_strength)
         row = self._catalog.ensure(item)
         features = self._features_of(row)
         if not features:
@@ -255,7 +296,21 @@ class CategoryAffinity:
         if len(weights) > self.max_features:
             keep = sorted(weights, key=lambda f: (-abs(weights[f]), f))[: self.max_features]
             profile[1] = {f: weights[f] for f in keep}
+        if not all(math.isfinite(w) for w in profile[1].values()):
+            del self._users[user]  # reset: the user starts over
+            self._recency.discard(user)
+            self._n_resets += 1
+        else:
+            self._recency.touch(user, profile[0])
+        if t is not None and (self._clock is None or t > self._clock):
+            self._clock = t
+        self._evict()
         self._n_learned += 1
+
+    def _evict(self) -> None:
+        ttl_ms = self.user_ttl_s * 1_000.0
+        for gone in self._recency.evict(self.max_users, ttl_ms, self._clock):
+            self._users.pop(gone, None)
 
     # -- prediction (no side effects on what was learned) ----------------------------------
 

@@ -71,6 +71,36 @@ def test_popularity_renormalizes_instead_of_overflowing():
     assert scores[1] == pytest.approx(1.0)
 
 
+def test_popularity_half_life_follows_a_slow_log_and_keeps_a_busy_one():
+    # A slow log (an event every 10 minutes) with pace_events=100: the half-life grows to
+    # about 100 events' time (~16.7 h) instead of the 1 h configured, so a hit from the
+    # first hours still outranks a single recent event; a busy stream (an event a second)
+    # keeps the configured hour.
+    slow = DecayedPopularity(3_600.0, pace_events=100)
+    fixed = DecayedPopularity(3_600.0)
+    for n in range(300):
+        item = "hit" if n < 30 else f"one-off-{n}"
+        for pop in (slow, fixed):
+            pop.learn_one("u", item, 1.0, {"timestamp": n * 600_000})
+    assert slow.effective_half_life_s == pytest.approx(100 * 600, rel=0.11)
+    assert fixed.effective_half_life_s == 3_600.0
+    assert slow.predict_one("u", "hit") > slow.predict_one("u", "one-off-299")
+    assert fixed.predict_one("u", "hit") < fixed.predict_one("u", "one-off-299")
+    busy = DecayedPopularity(3_600.0, pace_events=100)
+    for n in range(2_000):
+        busy.learn_one("u", f"i{n % 7}", 1.0, {"timestamp": n * 1_000})
+    assert busy.effective_half_life_s == 3_600.0
+    # Switching half-life keeps the scores continuous (no jump at the switch).
+    assert np.isfinite(slow.score_all(400)).all() and slow.n_resets == 0
+
+
+def test_popularity_clips_huge_strengths():
+    pop = DecayedPopularity(60.0, max_strength=10.0)
+    pop.learn_one("u", "a", 1e308, {"timestamp": 0})
+    pop.learn_one("u", "b", 2.0, {"timestamp": 0})
+    assert pop.predict_one("u", "a") == 10.0 and pop.predict_one("u", "b") == 2.0
+
+
 def test_popularity_pickle_round_trip_continues_identically():
     pop = DecayedPopularity(600.0)
     for i in range(50):
@@ -338,3 +368,29 @@ def test_content_pickle_round_trip_continues_identically():
     for user in ("u0", "u1", "u2"):
         np.testing.assert_array_equal(content.score_all(user, 5), clone.score_all(user, 5))
     assert clone.affinities("u1") == content.affinities("u1")
+
+
+def test_content_users_idle_past_the_ttl_are_evicted_and_the_count_is_capped():
+    catalog = Catalog()
+    catalog.upsert(ItemUpdate("boot", categories=("shoes",)))
+    content = CategoryAffinity(1_800.0, catalog=catalog, max_users=3, user_ttl_s=3_600.0)
+    content.learn_one("early", "boot", 1.0, {"timestamp": 0})
+    content.learn_one("later", "boot", 1.0, {"timestamp": HOUR_MS // 2})
+    content.learn_one("now", "boot", 1.0, {"timestamp": HOUR_MS + 1})
+    assert not content.knows_user("early")  # idle for more than an hour of event time
+    assert content.knows_user("later") and content.knows_user("now")
+    for n in range(5):
+        content.learn_one(f"burst{n}", "boot", 1.0, {"timestamp": HOUR_MS + 2 + n})
+    assert content.n_users == 3
+    assert [u for u in ("burst2", "burst3", "burst4") if content.knows_user(u)] == [
+        "burst2", "burst3", "burst4"]
+
+
+def test_content_clips_huge_strengths_and_stays_finite():
+    catalog = Catalog()
+    catalog.upsert(ItemUpdate("boot", categories=("shoes",)))
+    content = CategoryAffinity(1_800.0, catalog=catalog, max_strength=10.0)
+    for y in (1e308, 1e308, -1e308, 1e308):
+        content.learn_one("ann", "boot", y, {"timestamp": 0})
+    assert content.predict_one("ann", "boot") == 20.0
+    assert content.n_resets == 0

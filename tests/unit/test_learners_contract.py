@@ -69,19 +69,14 @@ SPECS = [
         per_user=False,
         make_small=lambda c: DecayedPopularity(600.0, catalog=c),
         sizes=lambda m: [(len(m._weights), 2 * len(m._catalog) + 64)],
-        gaps={"adversarial": "a huge finite strength (1e308) times the decay scale overflows "
-                             "to inf: strengths are not clipped (the pipeline's are <= 3)"},
     ),
     Spec(
         "CategoryAffinity",
         lambda c, s: CategoryAffinity(600.0, attributes=("brand",), catalog=c),
         lambda m, u, n, x: m.score_all(u, n, x),
         per_user=True,
-        make_small=lambda c: CategoryAffinity(600.0, catalog=c),
-        sizes=lambda m: [(len(m._users), 20)],
-        gaps={"memory": "CategoryAffinity keeps every user's profile: no cap or idle eviction",
-              "adversarial": "huge finite strengths (+-1e308) add up to inf and then NaN: "
-                             "strengths are not clipped (the pipeline's are <= 3)"},
+        make_small=lambda c: CategoryAffinity(600.0, max_users=20, catalog=c),
+        sizes=lambda m: [(len(m._users), 20), (m.n_users, 20)],
     ),
     Spec(
         "ImplicitMF",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from aiokafka.structs import TopicPartition
 
@@ -31,12 +31,13 @@ log = logging.getLogger(__name__)
 TP = TypeVar("TP")
 
 
-async def verified_end_offsets(consumer: Any, reported: Mapping[TP, int], *,
+async def verified_end_offsets(new_consumer: Callable[[], Any], reported: Mapping[TP, int], *,
                                timeout_s: float = 10.0) -> dict[TP, int]:
     """``reported`` end offsets, raised to what a fetch from just before each one shows.
 
-    ``consumer`` is a new, unstarted ``AIOKafkaConsumer`` without a group, configured like
-    the worker's (security settings included); it is started and stopped here. Keys of
+    ``new_consumer()`` makes an unstarted ``AIOKafkaConsumer`` without a group, configured
+    like the worker's (security settings included); it is called only if some partition
+    needs checking, and the consumer is started and stopped here. Keys of
     ``reported`` may be any ``(topic, partition)`` named tuple (Faust's ``TP``) and come
     back unchanged. Partitions reported empty are not probed. If a partition gives no
     fetch response within ``timeout_s``, its reported offset is kept, with a warning.
@@ -46,6 +47,7 @@ async def verified_end_offsets(consumer: Any, reported: Mapping[TP, int], *,
              for tp, offset in reported.items() if offset and offset > 0}
     if not probe:
         return result
+    consumer = new_consumer()
     await consumer.start()
     try:
         consumer.assign(list(probe))

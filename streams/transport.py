@@ -35,9 +35,12 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         reported = await super()._highwaters(partitions)
         if self.consumer.in_transaction:
             return reported
+        return await verified_end_offsets(self._new_probe_consumer, reported)
+
+    def _new_probe_consumer(self) -> Any:
         probe = self._create_client_consumer(self.transport)
         probe._fetch_max_wait_ms = get_settings().fetch_max_wait_ms
-        return await verified_end_offsets(probe, reported)
+        return probe
 
 
 class Consumer(faust_aiokafka.Consumer):

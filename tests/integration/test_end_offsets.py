@@ -48,7 +48,8 @@ def test_end_offsets_count_every_record_of_the_last_batch(broker):
             reported = await lister.end_offsets(tps)
         finally:
             await lister.stop()
-        probe = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=20)
+        def probe() -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=20)
         return reported, await verified_end_offsets(probe, reported)
 
     reported, verified = asyncio.run(run())

@@ -130,27 +130,38 @@ async def process_items(stream: AsyncIterator[Any]) -> None:
             raise
 
 
-async def _forget(user_id: str, explicit: bool) -> None:
+async def _forget(user_id: str, explicit: bool, *, history_only: bool = False) -> None:
     """Erase a user: tombstones in both tables' changelogs, learners, quality memory.
 
     After an explicit forget record, a tombstone on ``users`` lets compaction erase the
     user's profile history and the request itself; that tombstone comes back here and is
     applied again, harmlessly, without another tombstone.
+
+    ``history_only`` is "reset my history": the state (a tombstone in the ``user_state``
+    changelog) and what the learners hold go, the profile with consent and controls
+    stays, and nothing is sent to ``users``. The user is a new user from then on.
     """
-    for table in (user_state, user_profiles):
+    for table in (user_state,) if history_only else (user_state, user_profiles):
         if user_id in table:
             del table[user_id]  # Faust writes a tombstone to the changelog
-    pipeline.recommender.forget_user(user_id)
+    if history_only:
+        pipeline.reset_user(user_id)
+    else:
+        pipeline.recommender.forget_user(user_id)
     monitor.quality.forget(user_id)
+    # Also for a reset: rewrite the checkpoint soon, and never adopt the user's older
+    # parameters back from another worker's checkpoint.
     _checkpoints.forgotten(user_id)
-    if explicit:
+    if explicit and not history_only:
         await users_topic.send(key=user_id.encode("utf-8"), value=None)
-    log.info("forgot user %s", pseudonymize(user_id, settings.pseudonym_key))
+    log.info("%s user %s", "reset the history of" if history_only else "forgot",
+             pseudonymize(user_id, settings.pseudonym_key))
 
 
 @app.agent(users_topic, concurrency=1)
 async def process_users(stream: AsyncIterator[Any]) -> None:
-    """Profile and consent upserts → ``user_profiles`` (co-partitioned with events); forgets."""
+    """Profile, consent and controls upserts → ``user_profiles`` (co-partitioned with
+    events); forgets; history resets (a request: the record's other fields are not applied)."""
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
             started = perf_counter()
@@ -160,6 +171,8 @@ async def process_users(stream: AsyncIterator[Any]) -> None:
                 await _send_dead_letter(dead, "users")
             elif profile is not None and profile.forget:
                 await _forget(profile.user_id, explicit=raw.value is not None and raw.value != b"")
+            elif profile is not None and profile.reset_history:
+                await _forget(profile.user_id, explicit=True, history_only=True)
             elif profile is not None:
                 user_profiles[profile.user_id] = profile_to_dict(profile, pipeline.clock())
             monitor.observe_record("users", perf_counter() - started)
@@ -208,13 +221,21 @@ async def replicate_catalog() -> None:
 
 @app.task
 async def replicate_forgets() -> None:
-    """Erase forgotten users from this worker's learners, whoever owns their partition."""
+    """Erase forgotten users, and reset histories, in this worker's learners, whoever
+    owns their partition.
+
+    A cold model (no checkpoint restored) knows nothing from before this start, so
+    resets requested before it are not replayed; after a restore, ``restore_models``
+    sets ``pipeline.reset_replay_before_ms`` from the checkpoint's age.
+    """
+    if pipeline.reset_replay_before_ms is None and pipeline.recommender.n_learned == 0:
+        pipeline.reset_replay_before_ms = pipeline.clock()
 
     def apply(record: RawRecord) -> None:
-        user_id = pipeline.apply_forget(record)
-        if user_id is not None:
-            monitor.quality.forget(user_id)
-            _checkpoints.forgotten(user_id)
+        done = pipeline.replicate_user(record)
+        if done is not None:
+            monitor.quality.forget(done[1])
+            _checkpoints.forgotten(done[1])
 
     await _replicate(settings.topic_users, apply, "forgets")
 

@@ -17,7 +17,7 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST as _PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from streams.quality import OnlineQuality
+from streams.quality import CHAMPION, OnlineQuality
 from streams.records import EVENT_TYPES, Event, Recommendation
 
 __all__ = ["Monitor", "monitor", "CONTENT_TYPE_LATEST", "OUTCOMES", "readiness_problems"]
@@ -32,6 +32,10 @@ _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
                     0.25, 0.5, 1.0, 2.5)
 _FRESHNESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                       10.0, 30.0, 60.0)
+#: ``RecommendedItem.source`` of an item the bandit showed to explore, not to exploit.
+EXPLORATION_SOURCE = "exploration"
+#: Event types a reward can be attributed for (the ``event_type`` label's values).
+_REWARD_TYPES = ("click", "add_to_cart", "purchase")
 
 
 def readiness_problems(app: Any) -> list[str]:
@@ -93,12 +97,24 @@ class Monitor:
                               "recommended in the sliding window", registry=r)
         self.gini = Gauge("micromoment_exposure_gini", "Gini of item exposures in the sliding "
                           "window (0 even, 1 one item)", registry=r)
+        self.rewards = Counter("micromoment_rewards", "Feedback events carrying a "
+                               "recommendation_id, learned as rewards, by event type",
+                               ["event_type"], registry=r)
+        self.impressions_expired = Counter("micromoment_impressions_expired", "Recommended "
+                                           "impressions whose attribution window closed without "
+                                           "feedback (zero reward)", registry=r)
+        self.exploration_share = Gauge("micromoment_exploration_share", "Share of recommended "
+                                       "items chosen to explore, sliding window", registry=r)
+        self.bursts_skipped = Counter("micromoment_bursts_skipped", "Events not learned from "
+                                      "because they looked like a bot-like burst", registry=r)
         self.model_info = Info("micromoment_model", "The serving model", registry=r)
         self.ready = Gauge("micromoment_ready", "1 when partitions are assigned and tables recovered",
                            registry=r)
         self.quality = OnlineQuality(window=window)
         self._freshness_ms: deque[float] = deque(maxlen=window)
         self._recent_dead: deque[int] = deque(maxlen=window)
+        self._explored: deque[tuple[int, int]] = deque(maxlen=window)  # (explored, items)
+        self._pipeline_counts: dict[str, int] = {}
         self._totals: Tally[str] = Tally()
         self._recommended = 0
         self._learned: dict[str, int] = {}
@@ -133,14 +149,19 @@ class Monitor:
     def observe_record(self, agent: str, seconds: float) -> None:
         self.processing.labels(agent).observe(seconds)
 
-    def observe_recommendation(self, rec: Recommendation, personalized: bool) -> None:
+    def observe_recommendation(self, rec: Recommendation, personalized: bool,
+                               challengers: dict[str, list[str]] | None = None) -> None:
+        """Count a sent recommendation; remember it, and the challengers' lists for the
+        same trigger, to score the user's next engagement against."""
         self.recommendations.labels("true" if personalized else "false").inc()
+        explored = sum(item.source == EXPLORATION_SOURCE for item in rec.items)
+        self._explored.append((explored, len(rec.items)))
         self._recommended += 1
         fresh_s = max(0.0, (rec.created_at - rec.event_timestamp) / 1000.0)
         self.freshness.observe(fresh_s)
         self._freshness_ms.append(fresh_s * 1000.0)
         self.quality.on_recommendation(rec.user_id, [item.item_id for item in rec.items],
-                                       rec.recommendation_id)
+                                       rec.recommendation_id, challengers)
         self._model_version = rec.model_version
 
     def observe_learners(self, counts: dict[str, int]) -> None:
@@ -150,6 +171,30 @@ class Monitor:
             if delta > 0:
                 self.model_updates.labels(learner).inc(delta)
             self._learned[learner] = total
+
+    def observe_pipeline(self, counts: dict[str, int]) -> None:
+        """Turn the pipeline's cumulative counts (``Pipeline.stats()``) into increments:
+        ``rewards:<event type>``, ``expired``, ``bursts_skipped``. A count that went
+        down (the recommender was replaced) starts over from zero."""
+        for key, total in counts.items():
+            before = self._pipeline_counts.get(key, 0)
+            delta = total - before if total >= before else total
+            self._pipeline_counts[key] = total
+            if delta <= 0:
+                continue
+            if key.startswith("rewards:"):
+                event_type = key.partition(":")[2]
+                label = event_type if event_type in _REWARD_TYPES else "other"
+                self.rewards.labels(label).inc(delta)
+            elif key == "expired":
+                self.impressions_expired.inc(delta)
+            elif key == "bursts_skipped":
+                self.bursts_skipped.inc(delta)
+
+    def exploration(self) -> float | None:
+        """Share of the items recommended in the window that were chosen to explore."""
+        shown = sum(n for _, n in self._explored)
+        return sum(e for e, _ in self._explored) / shown if shown else None
 
     def on_rebalance(self) -> None:
         self.rebalances.inc()
@@ -177,7 +222,10 @@ class Monitor:
         if self._last_sample is not None and now > self._last_sample[0]:
             self._throughput = (total - self._last_sample[1]) / (now - self._last_sample[0])
         self._last_sample = (now, total)
-        for gauge, value in ((self.hit_rate.labels("champion"), self.quality.hit_rate()),
+        hit_rates = [(self.hit_rate.labels(name), self.quality.hit_rate(name))
+                     for name in self.quality.strategies()]
+        for gauge, value in (*hit_rates,
+                             (self.exploration_share, self.exploration()),
                              (self.ctr, self.quality.ctr()),
                              (self.coverage, self.quality.coverage(self.catalog_size())),
                              (self.gini, self.quality.exposure_gini(self.catalog_size()))):
@@ -216,6 +264,9 @@ class Monitor:
                              "p99": _percentile(self._freshness_ms, 99)},
             "lag": {"total": sum(entry["lag"] for entry in self._lag), "partitions": list(self._lag)},
             "quality": {"hit_rate": self.quality.hit_rate(), "ctr": self.quality.ctr(),
+                        "hit_rate_by_strategy": {name: self.quality.hit_rate(name)
+                                                 for name in self.quality.strategies()},
+                        "exploration_share": self.exploration(),
                         "coverage": self.quality.coverage(catalog_size),
                         "gini": self.quality.exposure_gini(catalog_size) if exposed else None},
             "most_exposed_items": [[item, count] for item, count in exposed[:10]],

@@ -7,18 +7,30 @@ the per-event logic, testable without a broker.
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Any, Callable, Mapping
 
+from streams.quality import CHAMPION
 from streams.ranking import Recommender
-from streams.records import DeadLetter, Event, ItemUpdate, Recommendation, UserProfile
+from streams.records import (DEFAULT_CONTROLS, DeadLetter, Event, ItemUpdate, Recommendation,
+                             UserControls, UserProfile)
 from streams.settings import Settings
 from streams.state import UserState
 from streams.validation import InvalidRecord, Validator, parse_event, parse_item, parse_user
 
-__all__ = ["RawRecord", "EventOutcome", "Pipeline", "recommendation_id_for"]
+__all__ = ["RawRecord", "EventOutcome", "Pipeline", "recommendation_id_for", "profile_to_dict",
+           "controls_from_profile", "REWARD_TYPES", "CHAMPION"]
+
+#: Feedback event types that carry a reward to the recommendation named by their
+#: ``recommendation_id`` (the ranker weighs them; no-feedback impressions count as zero).
+REWARD_TYPES = frozenset({"click", "add_to_cart", "purchase"})
+#: Event time between two closings of expired impressions (see :meth:`Pipeline.tick`).
+TICK_INTERVAL_MS = 1_000
 
 #: Namespace of recommendation ids: a trigger always maps to the same id, so a
 #: recommendation re-emitted after a crash can be recognised downstream.
@@ -44,11 +56,16 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     headers: Any = None
+    timestamp_ms: int | None = None  # the Kafka record's timestamp, when the caller has it
 
 
 @dataclass(slots=True)
 class EventOutcome:
-    """What one event did: the new state (to write), a recommendation or a dead letter."""
+    """What one event did: the new state (to write), a recommendation or a dead letter.
+
+    ``challengers`` holds, for a trigger, each challenger strategy's list (item ids) for
+    the same user and moment: never sent, only scored by the online quality monitor.
+    """
 
     user_id: str | None = None
     state: UserState | None = None
@@ -57,6 +74,7 @@ class EventOutcome:
     dead_letter: DeadLetter | None = None
     event: Event | None = None
     personalized: bool = True
+    challengers: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _now_ms() -> int:
@@ -67,6 +85,16 @@ class Pipeline:
     """The per-record logic of a worker: one per process, shared by its agents.
 
     ``load_state`` and ``load_profile`` read the tables (plain dicts, or Faust tables).
+    The user's profile carries their consent and controls (see :func:`profile_to_dict`),
+    applied from their next recommendation on.
+
+    ``counts`` are cumulative figures for the monitor (``rewards:<event type>``: feedback
+    events carrying a ``recommendation_id``, learned from; ``expired``: impressions closed
+    with zero reward; ``resets``: histories reset here).
+
+    ``reset_replay_before_ms``: a ``reset_history`` request with a Kafka timestamp before
+    this is not applied again when the users topic is replayed from the start after a
+    restart (the restored model already reflects it; see :meth:`replicate_user`).
     """
 
     def __init__(self, settings: Settings, recommender: Recommender | None = None,
@@ -75,6 +103,9 @@ class Pipeline:
         self.validator = Validator(settings)
         self.recommender = recommender or Recommender(settings)
         self.clock = clock
+        self.counts: Counter[str] = Counter()
+        self.reset_replay_before_ms: int | None = None
+        self._ticked_at = 0
 
     # -- events -------------------------------------------------------------------------
     def process_event(self, record: RawRecord,
@@ -88,22 +119,45 @@ class Pipeline:
         state = UserState.from_dict(load_state(event.user_id))
         applied = state.apply(event, recent_max=self.settings.recent_items_max,
                               dedupe_window=self.settings.dedupe_window)
-        personalized = self.consents(load_profile(event.user_id))
-        if applied and personalized:
+        profile = load_profile(event.user_id)
+        consents = self.consents(profile)
+        controls = controls_from_profile(profile)
+        # Impressions whose attribution window closed before this event are zero rewards,
+        # on event time (capped by the clock, so one event stamped far ahead cannot close
+        # everybody's windows); replay gets the same behaviour as the worker.
+        self._maybe_tick(min(event.timestamp, now))
+        if applied and consents:
             self.recommender.learn_one(event, state)
+            if event.recommendation_id is not None and event.event_type in REWARD_TYPES:
+                self.counts[f"rewards:{event.event_type}"] += 1
+        # Strength 0 is the user's "not personalized" (still learned from: only consent
+        # stops learning, so raising the strength later has something to work with).
+        personalized = consents and controls.personalization > 0.0
         outcome = EventOutcome(user_id=event.user_id, state=state, applied=applied,
                                event=event, personalized=personalized)
         if event.event_type in self.settings.trigger_event_types:
             # Re-emitted for a duplicate too: the first attempt may have died before its
             # send, and the deterministic recommendation_id lets consumers drop repeats.
-            outcome.recommendation = self.recommend(event, state, personalized, now)
+            outcome.recommendation = self.recommend(event, state, personalized, now, controls)
+            outcome.challengers = self.challengers(event, state, personalized, controls)
         return outcome
 
-    def recommend(self, event: Event, state: UserState, personalized: bool, now: int) -> Recommendation:
+    def recommend(self, event: Event, state: UserState, personalized: bool, now: int,
+                  controls: UserControls = DEFAULT_CONTROLS) -> Recommendation:
+        """The champion's list for the trigger ``event``, as sent.
+
+        Its ``recommendation_id`` is passed to the ranker, which remembers the
+        impressions so that later feedback carrying the id is attributed to them.
+        """
+        recommendation_id = recommendation_id_for(event.event_id)
+        extra: dict[str, Any] = {}
+        if _has(type(self.recommender), "recommend:controls"):  # TEMPORARY: R2's API
+            extra = {"controls": controls, "recommendation_id": recommendation_id}
         items = self.recommender.recommend(event.user_id, state, event.context,
-                                           self.settings.top_k, personalized=personalized)
+                                           self.settings.top_k, personalized=personalized,
+                                           **extra)
         return Recommendation(
-            recommendation_id=recommendation_id_for(event.event_id),
+            recommendation_id=recommendation_id,
             user_id=event.user_id,
             trigger_event_id=event.event_id,
             items=tuple(items),
@@ -111,7 +165,51 @@ class Pipeline:
             created_at=now,
             event_timestamp=event.timestamp,
             context=dict(event.context),
+            strategy=CHAMPION,
         )
+
+    def challengers(self, event: Event, state: UserState, personalized: bool,
+                    controls: UserControls = DEFAULT_CONTROLS) -> dict[str, list[str]]:
+        """Each challenger strategy's list for the same trigger (not sent: scored only).
+
+        A user who is not personalized (no consent, or strength 0) is evaluated with
+        non-personalized challengers too, so that all strategies see the same requests
+        under the same rules.
+        """
+        if not _has(type(self.recommender), "challenger_lists"):  # TEMPORARY: R2's API
+            return {}
+        if not personalized and controls.personalization > 0.0:
+            controls = replace(controls, personalization=0.0)
+        lists = self.recommender.challenger_lists(event.user_id, state, event.context,
+                                                  self.settings.top_k, controls=controls)
+        return {name: list(items) for name, items in lists.items() if name != CHAMPION}
+
+    # -- feedback windows -------------------------------------------------------------------
+    def tick(self, now_ms: int) -> int:
+        """Close the impressions whose attribution window ended by ``now_ms`` (epoch ms):
+        each is a zero reward for the ranker. Returns how many were closed.
+
+        :meth:`process_event` already calls this on event time, at most once per
+        second of it; a worker may also call it from a timer so that windows close on
+        an idle stream.
+        """
+        if not _has(type(self.recommender), "close_expired"):  # TEMPORARY: R2's API
+            return 0
+        closed = int(self.recommender.close_expired(now_ms))
+        self.counts["expired"] += closed
+        self._ticked_at = max(self._ticked_at, now_ms)
+        return closed
+
+    def stats(self) -> dict[str, int]:
+        """Cumulative counts for the monitor (``Monitor.observe_pipeline``): ``counts``
+        plus the ranker's ``bursts_skipped`` (events not learned from as bot-like)."""
+        stats = dict(self.counts)
+        stats["bursts_skipped"] = int(getattr(self.recommender, "bursts_skipped", 0))  # TEMPORARY
+        return stats
+
+    def _maybe_tick(self, now_ms: int) -> None:
+        if now_ms - self._ticked_at >= TICK_INTERVAL_MS:
+            self.tick(now_ms)
 
     @staticmethod
     def consents(profile: dict | None) -> bool:
@@ -142,11 +240,46 @@ class Pipeline:
 
     def apply_forget(self, record: RawRecord) -> str | None:
         """Erase a user from this worker's learners if ``record`` asks to; return the id."""
+        done = self.replicate_user(record)
+        return done[1] if done is not None and done[0] == "forget" else None
+
+    def replicate_user(self, record: RawRecord) -> tuple[str, str] | None:
+        """This worker's part of a ``users`` record that every worker must apply.
+
+        Any worker may hold learned parameters of any user, so a forget or a history
+        reset is applied to every worker's learners (the partition's owner also clears
+        the tables). Returns ``("forget" | "reset", user_id)`` when it did something.
+
+        A reset older than ``reset_replay_before_ms`` is skipped: after a restart the
+        users topic is read again from the start, and resetting again would erase what
+        was learned about the user since their request. A forget is always applied.
+        """
         profile, dead = self.process_user(record)
-        if dead is not None or profile is None or not profile.forget:
+        if dead is not None or profile is None:
             return None
-        self.recommender.forget_user(profile.user_id)
-        return profile.user_id
+        if profile.forget:
+            self.recommender.forget_user(profile.user_id)
+            return "forget", profile.user_id
+        if profile.reset_history:
+            cutoff, stamp = self.reset_replay_before_ms, record.timestamp_ms
+            if cutoff is not None and stamp is not None and stamp < cutoff:
+                return None
+            self.reset_user(profile.user_id)
+            return "reset", profile.user_id
+        return None
+
+    def reset_user(self, user_id: str) -> None:
+        """Clear what this worker's learners hold about the user ("reset my history").
+
+        The user's table state is the caller's to delete; their profile, consent and
+        controls stay. Popularity keeps the user's past contribution: it is an aggregate
+        over everybody, not something about them.
+        """
+        if _has(type(self.recommender), "reset_user"):  # TEMPORARY: R2's API
+            self.recommender.reset_user(user_id)
+        else:
+            self.recommender.forget_user(user_id)
+        self.counts["resets"] += 1
 
     def process_user(self, record: RawRecord) -> tuple[UserProfile | None, DeadLetter | None]:
         try:
@@ -163,5 +296,54 @@ class Pipeline:
 
 
 def profile_to_dict(profile: UserProfile, now: int) -> dict[str, Any]:
-    return {"consent_personalization": profile.consent_personalization,
-            "attributes": dict(profile.attributes), "updated_at": now}
+    """The ``user_profiles`` table value of a profile upsert (JSON-serializable).
+
+    Controls are stored only when they differ from the defaults (most users never set
+    any), under the ``users`` schema's field names. ``forget`` and ``reset_history`` are
+    requests, not state: they are never stored, so nothing replays them.
+
+    >>> from streams.records import UserControls, UserProfile
+    >>> profile = UserProfile("u1", controls=UserControls(frozenset({"i2", "i1"}), novelty=0.8))
+    >>> stored = profile_to_dict(profile, now=5)["controls"]
+    >>> stored["muted_items"], stored["personalization_strength"], stored["novelty"]
+    (['i1', 'i2'], 1.0, 0.8)
+    >>> controls_from_profile(profile_to_dict(profile, now=5)) == profile.controls
+    True
+    """
+    data: dict[str, Any] = {"consent_personalization": profile.consent_personalization,
+                            "attributes": dict(profile.attributes), "updated_at": now}
+    controls = profile.controls
+    if not controls.is_default:
+        data["controls"] = {"muted_items": sorted(controls.muted_items),
+                            "muted_categories": sorted(controls.muted_categories),
+                            "personalization_strength": controls.personalization,
+                            "novelty": controls.novelty}
+    return data
+
+
+def controls_from_profile(profile: Mapping[str, Any] | None) -> UserControls:
+    """The user's controls from their stored profile (defaults without one).
+
+    >>> controls_from_profile(None).is_default
+    True
+    >>> controls_from_profile({"controls": {"muted_categories": ["hats"],
+    ...                                     "personalization_strength": 0.0}}).muted_categories
+    frozenset({'hats'})
+    """
+    stored = profile.get("controls") if profile else None
+    if not stored:
+        return DEFAULT_CONTROLS
+    return UserControls(frozenset(stored.get("muted_items", ())),
+                        frozenset(stored.get("muted_categories", ())),
+                        float(stored.get("personalization_strength", 1.0)),
+                        float(stored.get("novelty", 0.5)))
+
+
+@lru_cache(maxsize=None)
+def _has(kind: type, feature: str) -> bool:
+    """TEMPORARY, until the ranker's feedback/controls API is merged: does ``kind`` have it."""
+    name, _, parameter = feature.partition(":")
+    method = getattr(kind, name, None)
+    if method is None or not parameter:
+        return method is not None
+    return parameter in inspect.signature(method).parameters

@@ -4,7 +4,11 @@ Offline evaluation (``replay``) says how a model did on yesterday's log; ops nee
 it does *now*. Everything here is computed from what flows through the worker anyway:
 
 - **prequential hit rate@K**: when a user interacts with an item, was it in the last
-  recommendation we made them (test-then-learn, the way River evaluates online models);
+  recommendation we made them (test-then-learn, the way River evaluates online models),
+  per ranking strategy: the champion's list is the one served, and each challenger's list
+  for the same trigger is scored against the same later events. Users only see the
+  champion's items, so challengers are judged on behaviour the champion shaped: the
+  comparison favours the champion, and a challenger that still wins is worth a look;
 - **CTR**: feedback events that carry a ``recommendation_id`` (click, add_to_cart, purchase)
   per recommendation sent, over a sliding window;
 - **catalog coverage** and **exposure Gini** over the items recommended in a sliding window:
@@ -17,13 +21,16 @@ memory is an LRU of fixed size.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict, deque
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from streams.records import Event
 
-__all__ = ["OnlineQuality", "gini"]
+__all__ = ["OnlineQuality", "gini", "CHAMPION"]
+
+#: The strategy whose lists are served (``Recommendation.strategy``).
+CHAMPION = "champion"
 
 #: Event types that count as a user taking up an item (a hit, or a click-through).
 ENGAGEMENT_TYPES = frozenset({"click", "add_to_cart", "purchase", "like", "view", "rating", "dwell"})
@@ -58,22 +65,38 @@ class OnlineQuality:
     >>> q.on_event(Event("e2", "u1", "z", "view", 2))
     >>> q.hit_rate(), q.ctr()
     (0.5, 1.0)
+
+    Challengers' lists for the same trigger are scored on the same events:
+
+    >>> q.on_recommendation("u1", ["a", "b"], "r2", challengers={"diverse": ["c", "z"]})
+    >>> q.on_event(Event("e3", "u1", "z", "view", 3))
+    >>> q.strategies(), q.hit_rate(), q.hit_rate("diverse")
+    (['champion', 'diverse'], 0.3333333333333333, 1.0)
     """
 
     def __init__(self, window: int = 2_000, max_users: int = 100_000) -> None:
         self.window = window
         self.max_users = max_users
-        self._last: OrderedDict[str, frozenset[str]] = OrderedDict()
-        self._hits: deque[int] = deque(maxlen=window)
+        # user -> strategy -> the items of their last list
+        self._last: OrderedDict[str, dict[str, frozenset[str]]] = OrderedDict()
+        self._hits: dict[str, deque[int]] = {CHAMPION: deque(maxlen=window)}
         self._sent: deque[str] = deque(maxlen=window)  # recommendation ids, newest last
         self._sent_ids: set[str] = set()
         self._clicked: set[str] = set()
         self._exposures: deque[tuple[str, ...]] = deque(maxlen=window)
         self._exposure_counts: Counter[str] = Counter()
 
-    def on_recommendation(self, user_id: str, item_ids: list[str], recommendation_id: str) -> None:
+    def on_recommendation(self, user_id: str, item_ids: Sequence[str], recommendation_id: str,
+                          challengers: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Remember the served list (and each challenger's for the same trigger)."""
         items = tuple(item_ids)
-        self._last[user_id] = frozenset(items)
+        lists = {CHAMPION: frozenset(items)}
+        for name, challenger in (challengers or {}).items():
+            if name != CHAMPION:
+                lists[name] = frozenset(challenger)
+                if name not in self._hits:
+                    self._hits[name] = deque(maxlen=self.window)
+        self._last[user_id] = lists
         self._last.move_to_end(user_id)
         if len(self._last) > self.max_users:
             self._last.popitem(last=False)
@@ -98,14 +121,21 @@ class OnlineQuality:
             return
         last = self._last.get(event.user_id)
         if last is not None:
-            self._hits.append(int(event.item_id in last))
+            item = event.item_id
+            for name, items in last.items():
+                self._hits[name].append(int(item in items))
         rid = event.recommendation_id
         if rid is not None and event.event_type in FEEDBACK_TYPES and rid in self._sent_ids:
             self._clicked.add(rid)
 
-    def hit_rate(self) -> float | None:
-        """Share of engagements with an item from the user's last recommendation."""
-        return sum(self._hits) / len(self._hits) if self._hits else None
+    def hit_rate(self, strategy: str = CHAMPION) -> float | None:
+        """Share of engagements with an item from the user's last list of ``strategy``."""
+        hits = self._hits.get(strategy)
+        return sum(hits) / len(hits) if hits else None
+
+    def strategies(self) -> list[str]:
+        """The champion, then every challenger seen so far (sorted)."""
+        return [CHAMPION, *sorted(name for name in self._hits if name != CHAMPION)]
 
     def ctr(self) -> float | None:
         """Recommendations in the window that got at least one click-through."""

@@ -14,6 +14,7 @@ from faust.web import View
 from streams.app import app, settings
 from streams.codecs import encode
 from streams.monitor import CONTENT_TYPE_LATEST, monitor, readiness_problems
+from streams.pipeline import controls_from_profile
 from streams.state import UserState
 from streams.tables import user_profiles, user_state
 from streams.topics import users_topic
@@ -82,6 +83,11 @@ class UserView(View):
         view = UserState.from_dict(data).public_view(user_id)
         view["consent_personalization"] = (profile or {}).get("consent_personalization", True)
         view["attributes"] = (profile or {}).get("attributes", {})
+        controls = controls_from_profile(profile)
+        view["controls"] = {"muted_items": sorted(controls.muted_items),
+                            "muted_categories": sorted(controls.muted_categories),
+                            "personalization_strength": controls.personalization,
+                            "novelty": controls.novelty}
         return self.json(view)
 
     async def delete(self, request: Any, user_id: str) -> Any:

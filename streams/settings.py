@@ -106,7 +106,8 @@ class Settings:
     max_id_length: int = field(default=256, metadata=_env(
         "MICROMOMENT_MAX_ID_LENGTH", "longest accepted id (event, user, item, recommendation)"))
     max_context_entries: int = field(default=32, metadata=_env(
-        "MICROMOMENT_MAX_CONTEXT_ENTRIES", "most entries accepted in a context/attributes map"))
+        "MICROMOMENT_MAX_CONTEXT_ENTRIES", "most entries accepted in a context/attributes map or a "
+        "muted list"))
     max_future_skew_s: float = field(default=86_400.0, metadata=_env(
         "MICROMOMENT_MAX_FUTURE_SKEW", "events timestamped further in the future are dead-lettered"))
     min_timestamp_ms: int = field(default=946_684_800_000, metadata=_env(

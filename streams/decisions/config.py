@@ -53,9 +53,9 @@ class PointConfig:
 
     policy: str = "linucb"
     epsilon: float = 0.05
-    temperature: float = 0.1
+    temperature: float = 0.02
     alpha: float = 1.0
-    scale: float = 0.5
+    scale: float = 0.25
     dimensions: int = 256
     l2: float = 1.0
     reward_window_s: float = 600.0

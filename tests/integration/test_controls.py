@@ -107,8 +107,8 @@ def test_muted_category_and_items_leave_the_next_list(live):
     user = "mute-me"
     before = shoe_lover(live, user)
     assert categories(before).count("shoes") >= 3, before["items"]
-    bag = next((item["item_id"] for item in before["items"] if CATEGORY[item["item_id"]] != "shoes"),
-               "bag-00")
+    bag = next((item["item_id"] for item in before["items"]
+                if CATEGORY[item["item_id"]] != "shoes"), "bag-00")
     send(live, "users", [user_record({"user_id": user, "muted_categories": ["shoes"],
                                       "muted_items": [bag]}, fmt="avro")])
     view = user_view(live, user, lambda v: v["controls"]["muted_categories"] == ["shoes"],

@@ -25,12 +25,15 @@ class BrokerUnavailable(RuntimeError):
 
 
 def input_topics(settings: Settings) -> list[str]:
-    return [settings.topic_events, settings.topic_items, settings.topic_users]
+    # decisions and rewards: co-partitioned (same count, both keyed by user_id), so a
+    # reward reaches the worker holding its pending decision (streams.decisions.engine).
+    return [settings.topic_events, settings.topic_items, settings.topic_users,
+            settings.topic_decisions, settings.topic_rewards]
 
 
 def all_topics(settings: Settings) -> list[str]:
     return input_topics(settings) + [settings.topic_recommendations, settings.topic_dead_letters,
-                                     settings.checkpoint_topic]
+                                     settings.checkpoint_topic, settings.topic_decisions_out]
 
 
 def _compacted(settings: Settings) -> set[str]:

@@ -195,6 +195,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.app import app
     import streams.agents  # registers the agents
+    import streams.decisions.agents  # noqa: F401  (decisions, rewards: issue #7)
     import streams.web  # noqa: F401  (registers the views)
 
     from streams.logs import logging_config

@@ -55,6 +55,12 @@ class Settings:
         "MICROMOMENT_TOPIC_RECOMMENDATIONS", "output topic of recommendations, keyed by user_id"))
     topic_dead_letters: str = field(default="dead-letters", metadata=_env(
         "MICROMOMENT_TOPIC_DEAD_LETTERS", "output topic of records that could not be used"))
+    topic_decisions: str = field(default="decisions", metadata=_env(
+        "MICROMOMENT_TOPIC_DECISIONS", "input topic of decision requests, keyed by user_id"))
+    topic_decisions_out: str = field(default="decisions.out", metadata=_env(
+        "MICROMOMENT_TOPIC_DECISIONS_OUT", "output topic of decisions, keyed by user_id"))
+    topic_rewards: str = field(default="rewards", metadata=_env(
+        "MICROMOMENT_TOPIC_REWARDS", "input topic of decision rewards, keyed by the decision's user_id"))
     partitions: int = field(default=4, metadata=_env(
         "MICROMOMENT_PARTITIONS", "partitions of every topic the project creates"))
     replication_factor: int = field(default=1, metadata=_env(
@@ -133,6 +139,26 @@ class Settings:
         "<hostname>:<web_port>); a restarted worker restores its own, a new one the newest"))
     pseudonym_key: str = field(default="micromoment", repr=False, metadata=_env(
         "MICROMOMENT_PSEUDONYM_KEY", "secret key of the user-id pseudonyms in logs (set your own)"))
+    decision_points: str = field(default="", metadata=_env(
+        "MICROMOMENT_DECISION_POINTS", "JSON object (or @file) of decision points' options, e.g. "
+        '{"homepage-hero": {"policy": "thompson", "apprentice": true}}; unlisted points use the '
+        "defaults below"))
+    decision_action_sets: str = field(default="", metadata=_env(
+        "MICROMOMENT_DECISION_ACTION_SETS", "JSON object (or @file) of named action sets: "
+        '{"hero-images": [{"id": "beach", "features": {"tone": "warm"}}]}'))
+    decision_policy: str = field(default="linucb", metadata=_env(
+        "MICROMOMENT_DECISION_POLICY", "default policy of a decision point: epsilon-greedy, "
+        "softmax, thompson or linucb"))
+    decision_exploration: float = field(default=0.05, metadata=_env(
+        "MICROMOMENT_DECISION_EXPLORATION", "default exploration rate (epsilon): the share of "
+        "uniform exploration every policy mixes in"))
+    decision_reward_window_s: float = field(default=600.0, metadata=_env(
+        "MICROMOMENT_DECISION_REWARD_WINDOW", "default seconds a decision waits for its reward "
+        "before it learns the default reward"))
+    decision_default_reward: float = field(default=0.0, metadata=_env(
+        "MICROMOMENT_DECISION_DEFAULT_REWARD", "default reward learned when none comes in the window"))
+    decision_max_actions: int = field(default=50, metadata=_env(
+        "MICROMOMENT_DECISION_MAX_ACTIONS", "most candidate actions in one decision request"))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -177,6 +203,16 @@ class Settings:
         from streams.security import validate_security
 
         validate_security(self)
+        if self.decision_max_actions < 1:
+            raise SettingsError("MICROMOMENT_DECISION_MAX_ACTIONS must be at least 1")
+        from streams.decisions.config import ConfigError, DecisionConfig
+
+        try:
+            from streams.decisions.validation import DecisionValidator
+
+            DecisionValidator(self, DecisionConfig.from_settings(self))  # checks the action sets
+        except ConfigError as exc:
+            raise SettingsError(str(exc)) from None
 
     @property
     def broker_servers(self) -> list[str]:

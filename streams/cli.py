@@ -122,6 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive(float), default=30.0, metavar="S",
                    help="longest --wait waits (default 30)")
 
+    p = sub.add_parser("controls", help="show or change a user's own controls",
+                       description="Without changes, print USER_ID's controls as the worker holds "
+                                   "them. With changes, publish the user's whole profile on the "
+                                   "users topic with them applied (consent, attributes and the "
+                                   "other controls as the worker holds them); they apply from the "
+                                   "user's next recommendation. --reset-history publishes a "
+                                   "\"reset my history\" request instead.")
+    _add_broker(p)
+    p.add_argument("user_id", metavar="USER_ID", help="whose controls")
+    p.add_argument("--mute-item", action="append", default=[], metavar="ID",
+                   help="never recommend this item to them (repeatable)")
+    p.add_argument("--unmute-item", action="append", default=[], metavar="ID",
+                   help="undo --mute-item (repeatable)")
+    p.add_argument("--mute-category", action="append", default=[], metavar="C",
+                   help="never recommend items of this category to them (repeatable)")
+    p.add_argument("--unmute-category", action="append", default=[], metavar="C",
+                   help="undo --mute-category (repeatable)")
+    p.add_argument("--clear-mutes", action="store_true", help="unmute every item and category")
+    p.add_argument("--personalization", type=float, metavar="X",
+                   help="personalization strength, 0 (none) to 1 (full)")
+    p.add_argument("--novelty", type=float, metavar="X",
+                   help="0 (more of the familiar) to 1 (more new things)")
+    p.add_argument("--reset-history", action="store_true",
+                   help="clear what was learned about them; profile and controls stay")
+    p.add_argument("--worker", metavar="URL", help="worker to read the current profile from "
+                   "(default http://127.0.0.1:<MICROMOMENT_WEB_PORT, 6066>)")
+
     p = sub.add_parser("demo", help="broker + worker + synthetic stream, live recommendations",
                        description="Start the embedded broker, a worker and a synthetic event "
                                    "stream, and show live recommendations until Ctrl-C.")
@@ -320,6 +347,66 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_controls(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from streams.admin import ensure_topics, wait_for_broker
+    from streams.clients import make_producer
+    from streams.codecs import encode
+    from streams.controls import reset_request, updated_profile
+    from streams.errors import InvalidRecord
+    from streams.validation import Validator
+
+    settings = _settings(args)
+    changes = dict(mute_items=args.mute_item, unmute_items=args.unmute_item,
+                   mute_categories=args.mute_category, unmute_categories=args.unmute_category,
+                   clear_mutes=args.clear_mutes, personalization=args.personalization,
+                   novelty=args.novelty)
+    changing = bool(args.mute_item or args.unmute_item or args.mute_category
+                    or args.unmute_category or args.clear_mutes
+                    or args.personalization is not None or args.novelty is not None)
+    if args.reset_history and changing:
+        raise CliError("--reset-history is a request of its own: send the changes separately")
+    if args.reset_history:
+        record = reset_request(args.user_id)
+    else:
+        url = (args.worker or f"http://127.0.0.1:{settings.web_port}").rstrip("/")
+        quoted = urllib.parse.quote(args.user_id, safe="")
+        try:
+            with urllib.request.urlopen(f"{url}/users/{quoted}", timeout=10) as resp:
+                current = json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            if err.code != 404:
+                raise CliError(f"{url} answered {err.code} for the user's profile") from None
+            current = None
+        except OSError as exc:
+            raise CliError(f"no worker answers at {url} ({exc}); the current profile is needed "
+                           "so that the other fields are kept; is `micromoment worker` running?")
+        record = updated_profile(args.user_id, current, **changes)
+        if not changing:
+            print(json.dumps(record, indent=2))
+            return 0
+    try:
+        Validator(settings).user(record)
+    except InvalidRecord as exc:
+        raise CliError(exc.reason) from None
+    wait_for_broker(settings)
+    ensure_topics(settings)
+    producer = make_producer(settings)
+    try:
+        value, headers = encode("user", record, "json")
+        producer.send(settings.topic_users, key=args.user_id.encode(), value=value, headers=headers)
+        producer.flush()
+    finally:
+        producer.close()
+    what = "reset request" if args.reset_history else "controls"
+    print(f"{what} for {args.user_id!r} published to {settings.topic_users}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -347,7 +434,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
-COMMANDS = {"forget": cmd_forget, "broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
+COMMANDS = {"forget": cmd_forget, "controls": cmd_controls,
+            "broker": cmd_broker, "worker": cmd_worker, "produce": cmd_produce,
             "consume": cmd_consume, "demo": cmd_demo, "status": cmd_status,
             "bench": cmd_bench,
             "replay": cmd_replay}

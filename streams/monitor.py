@@ -32,8 +32,9 @@ _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
                     0.25, 0.5, 1.0, 2.5)
 _FRESHNESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                       10.0, 30.0, 60.0)
-#: ``RecommendedItem.source`` of an item the bandit showed to explore, not to exploit.
-EXPLORATION_SOURCE = "exploration"
+#: ``RecommendedItem.source`` of an item the bandit showed to explore, not to exploit
+#: (``streams.rank.selection.SOURCE_EXPLORE``).
+EXPLORATION_SOURCE = "explore"
 #: Event types a reward can be attributed for (the ``event_type`` label's values).
 _REWARD_TYPES = ("click", "add_to_cart", "purchase")
 
@@ -101,8 +102,11 @@ class Monitor:
                                "recommendation_id, learned as rewards, by event type",
                                ["event_type"], registry=r)
         self.impressions_expired = Counter("micromoment_impressions_expired", "Recommended "
-                                           "impressions whose attribution window closed without "
-                                           "feedback (zero reward)", registry=r)
+                                           "impressions whose attribution window closed",
+                                           registry=r)
+        self.zero_rewards = Counter("micromoment_zero_rewards", "Items of expired impressions "
+                                    "that got no feedback: zero rewards for the bandit",
+                                    registry=r)
         self.exploration_share = Gauge("micromoment_exploration_share", "Share of recommended "
                                        "items chosen to explore, sliding window", registry=r)
         self.bursts_skipped = Counter("micromoment_bursts_skipped", "Events not learned from "
@@ -174,8 +178,8 @@ class Monitor:
 
     def observe_pipeline(self, counts: dict[str, int]) -> None:
         """Turn the pipeline's cumulative counts (``Pipeline.stats()``) into increments:
-        ``rewards:<event type>``, ``expired``, ``bursts_skipped``. A count that went
-        down (the recommender was replaced) starts over from zero."""
+        ``rewards:<event type>``, ``expired``, ``zero_rewards``, ``bursts_skipped``. A
+        count that went down (the recommender was replaced) starts over from zero."""
         for key, total in counts.items():
             before = self._pipeline_counts.get(key, 0)
             delta = total - before if total >= before else total
@@ -188,6 +192,8 @@ class Monitor:
                 self.rewards.labels(label).inc(delta)
             elif key == "expired":
                 self.impressions_expired.inc(delta)
+            elif key == "zero_rewards":
+                self.zero_rewards.inc(delta)
             elif key == "bursts_skipped":
                 self.bursts_skipped.inc(delta)
 

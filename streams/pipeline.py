@@ -11,7 +11,7 @@ import inspect
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
@@ -127,8 +127,10 @@ class Pipeline:
         # everybody's windows); replay gets the same behaviour as the worker.
         self._maybe_tick(min(event.timestamp, now))
         if applied and consents:
+            feedback = event.recommendation_id is not None and event.event_type in REWARD_TYPES
+            attributed = self._attributed() if feedback else 0
             self.recommender.learn_one(event, state)
-            if event.recommendation_id is not None and event.event_type in REWARD_TYPES:
+            if feedback and self._attributed() > attributed:  # it matched a remembered list
                 self.counts[f"rewards:{event.event_type}"] += 1
         # Strength 0 is the user's "not personalized" (still learned from: only consent
         # stops learning, so raising the strength later has something to work with).
@@ -174,14 +176,14 @@ class Pipeline:
 
         A user who is not personalized (no consent, or strength 0) is evaluated with
         non-personalized challengers too, so that all strategies see the same requests
-        under the same rules.
+        under the same rules. Called right after :meth:`recommend` with the same
+        arguments, the ranker reuses that ranking's scores.
         """
-        if not _has(type(self.recommender), "challenger_lists"):  # TEMPORARY: R2's API
+        if not _has(type(self.recommender), "challenger_lists:personalized"):  # TEMPORARY
             return {}
-        if not personalized and controls.personalization > 0.0:
-            controls = replace(controls, personalization=0.0)
         lists = self.recommender.challenger_lists(event.user_id, state, event.context,
-                                                  self.settings.top_k, controls=controls)
+                                                  self.settings.top_k, controls=controls,
+                                                  personalized=personalized)
         return {name: list(items) for name, items in lists.items() if name != CHAMPION}
 
     # -- feedback windows -------------------------------------------------------------------
@@ -196,16 +198,30 @@ class Pipeline:
         if not _has(type(self.recommender), "close_expired"):  # TEMPORARY: R2's API
             return 0
         closed = int(self.recommender.close_expired(now_ms))
-        self.counts["expired"] += closed
         self._ticked_at = max(self._ticked_at, now_ms)
         return closed
 
     def stats(self) -> dict[str, int]:
         """Cumulative counts for the monitor (``Monitor.observe_pipeline``): ``counts``
-        plus the ranker's ``bursts_skipped`` (events not learned from as bot-like)."""
+        (``rewards:<event type>``, ``resets``), and from the ranker ``expired``
+        (impressions whose attribution window closed), ``zero_rewards`` (their items that
+        earned nothing) and ``bursts_skipped`` (events not learned from as bot-like)."""
         stats = dict(self.counts)
-        stats["bursts_skipped"] = int(getattr(self.recommender, "bursts_skipped", 0))  # TEMPORARY
+        recommender = self.recommender
+        if _has(type(recommender), "selector"):  # TEMPORARY: R2's API
+            feedback = recommender.selector.stats()
+            stats["expired"] = int(feedback["resolved"] - feedback["resolved_early"])
+            stats["zero_rewards"] = int(feedback["zero_rewards"])
+        stats["bursts_skipped"] = int(getattr(recommender, "bursts_skipped", 0))  # TEMPORARY
         return stats
+
+    def _attributed(self) -> int:
+        """Rewards the ranker attributed so far (first ones and upgrades, e.g. a purchase
+        after a click of the same item)."""
+        if not _has(type(self.recommender), "selector"):  # TEMPORARY: R2's API
+            return 0
+        feedback = self.recommender.selector.stats()
+        return int(feedback["rewards"] + feedback["reward_upgrades"])
 
     def _maybe_tick(self, now_ms: int) -> None:
         if now_ms - self._ticked_at >= TICK_INTERVAL_MS:

@@ -8,6 +8,10 @@ the worker shows the profile (``GET /users/{id}``) before asking for a recommend
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -210,3 +214,26 @@ def test_cold_start_brand_new_user_and_brand_new_item(live):
     assert "hat-new" in ids, rec["items"]
     new = rec["items"][ids.index("hat-new")]
     assert new["source"] not in NON_PERSONAL and new["reason"].strip()
+
+
+def test_controls_command_keeps_the_rest_of_the_profile(live):
+    env, settings, worker = live
+    user = "cli-user"
+    send(live, "users", [user_record({"user_id": user, "consent_personalization": False,
+                                      "attributes": {"tier": "gold"}, "muted_items": ["bag-01"]})])
+    user_view(live, user, lambda v: v["controls"]["muted_items"] == ["bag-01"], "profile")
+    base = [sys.executable, "-m", "streams", "controls", user, "--worker", worker.url]
+    variables = dict(os.environ, **env.variables)
+    shown = subprocess.run(base, capture_output=True, text=True, timeout=30, env=variables)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["muted_items"] == ["bag-01"]
+    changed = subprocess.run([*base, "--mute-category", "hats", "--novelty", "0.9"],
+                             capture_output=True, text=True, timeout=30, env=variables)
+    assert changed.returncode == 0, changed.stderr
+    view = user_view(live, user, lambda v: v["controls"]["muted_categories"] == ["hats"],
+                     "the command's change")
+    assert view["controls"]["muted_items"] == ["bag-01"] and view["controls"]["novelty"] == 0.9
+    assert view["consent_personalization"] is False and view["attributes"] == {"tier": "gold"}
+    bad = subprocess.run([*base, "--personalization", "2"], capture_output=True, text=True,
+                         timeout=30, env=variables)
+    assert bad.returncode == 2 and "personalization_strength" in bad.stderr

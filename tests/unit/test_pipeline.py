@@ -120,31 +120,59 @@ def test_catalog_tombstone_removes_item_from_recommendations():
 # -- controls, feedback and challengers (issue #6) ----------------------------------------------
 
 
+class FeedbackStats:
+    """Stands in for the ranker's feedback counters (``Recommender.selector.stats()``)."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(("rewards", "reward_upgrades", "resolved", "resolved_early",
+                                     "zero_rewards"), 0)
+
+    def stats(self) -> dict:
+        return dict(self.counts)
+
+
 class SpyRecommender(Recommender):
-    """The real recommender, recording what the pipeline asks of the feedback/controls API."""
+    """The real recommender, recording what the pipeline asks of the feedback/controls API;
+    it attributes a reward when feedback names a list it served and an item of that list."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.calls: list[tuple[str, dict]] = []
         self.expire_now: list[int] = []
         self.reset: list[str] = []
+        self.served: dict[str, set[str]] = {}
+        self.feedback = FeedbackStats()
         self.bursts_skipped = 0
+
+    @property
+    def selector(self) -> FeedbackStats:
+        return self.feedback
 
     def recommend(self, user_id, state, context=None, k=10, personalized=True, *,
                   controls=None, recommendation_id=None, explore=True):
         self.calls.append(("recommend", {"user_id": user_id, "personalized": personalized,
                                          "controls": controls,
                                          "recommendation_id": recommendation_id}))
-        items = super().recommend(user_id, state, context, k + 30, personalized)
+        items = Recommender.recommend(self, user_id, state, context, k + 30, personalized)
         controls = controls or DEFAULT_CONTROLS
-        return [i for i in items if i.item_id not in controls.muted_items][:k]
+        items = [i for i in items if i.item_id not in controls.muted_items][:k]
+        self.served[recommendation_id] = {i.item_id for i in items}
+        return items
 
-    def challenger_lists(self, user_id, state, context, k, controls=None):
-        self.calls.append(("challengers", {"user_id": user_id, "controls": controls, "k": k}))
+    def learn_one(self, event, state=None):
+        super().learn_one(event, state)
+        if event.item_id in self.served.get(event.recommendation_id, ()):
+            self.feedback.counts["rewards"] += 1
+
+    def challenger_lists(self, user_id, state, context, k, controls=None, *, personalized=True):
+        self.calls.append(("challengers", {"user_id": user_id, "controls": controls, "k": k,
+                                           "personalized": personalized}))
         return {"popularity": ["i3", "i4"], "champion": ["ignored"]}
 
     def close_expired(self, now_ms):
         self.expire_now.append(now_ms)
+        self.feedback.counts["resolved"] += 2
+        self.feedback.counts["zero_rewards"] += 5
         return 2
 
     def reset_user(self, user_id):
@@ -216,7 +244,7 @@ def test_no_consent_is_neither_learned_nor_personalized_and_challengers_follow()
     outcome = run(pipeline, states, profiles, record(Event("e1", "u1", "i1", "click", NOW)))
     assert spy.n_learned == learned
     challengers = [call for name, call in spy.calls if name == "challengers"]
-    assert challengers[0]["controls"].personalization == 0.0
+    assert challengers[0]["personalized"] is False
     assert outcome.challengers == {"popularity": ["i3", "i4"]}  # the champion's name is dropped
 
 
@@ -229,11 +257,12 @@ def test_challengers_are_computed_per_trigger_only():
     assert outcome.challengers == {"popularity": ["i3", "i4"]}
 
 
-def test_feedback_with_recommendation_id_is_counted_as_reward_and_windows_close_on_event_time():
+def test_attributed_rewards_are_counted_by_type_and_windows_close_on_event_time():
     pipeline, spy, states, profiles = spy_pipeline()
     t0 = NOW - 10_000
     first = run(pipeline, states, profiles, record(Event("e1", "u1", "i1", "view", t0)))
     rid = first.recommendation.recommendation_id
+    assert spy.calls[0][1]["recommendation_id"] == rid  # the ranker remembers the impression
     item = first.recommendation.items[0].item_id
     run(pipeline, states, profiles, record(Event("e2", "u1", item, "click", t0 + 10,
                                                  recommendation_id=rid), 1))
@@ -241,6 +270,10 @@ def test_feedback_with_recommendation_id_is_counted_as_reward_and_windows_close_
                                                  recommendation_id=rid), 2))
     run(pipeline, states, profiles, record(Event("e4", "u1", item, "view", t0 + 30,
                                                  recommendation_id=rid), 3))  # no reward type
+    run(pipeline, states, profiles, record(Event("e4b", "u1", "i1", "click", t0 + 40,
+                                                 recommendation_id=rid), 4))  # not in the list
+    run(pipeline, states, profiles, record(Event("e4c", "u1", item, "click", t0 + 50,
+                                                 recommendation_id="unknown"), 5))
     assert spy.expire_now == [t0]  # at most once per second of event time
     run(pipeline, states, profiles, record(Event("e5", "u1", "i9", "view", t0 + 1_500), 4))
     far_future = NOW + 3_600_000  # capped by the clock: cannot close everybody's windows
@@ -249,15 +282,18 @@ def test_feedback_with_recommendation_id_is_counted_as_reward_and_windows_close_
     stats = pipeline.stats()
     assert stats["rewards:click"] == 1 and stats["rewards:purchase"] == 1
     assert "rewards:view" not in stats
-    assert stats["expired"] == 6 and stats["bursts_skipped"] == 0
+    assert stats["expired"] == 6 and stats["zero_rewards"] == 15 and stats["bursts_skipped"] == 0
     assert pipeline.tick(NOW + 5_000) == 2 and pipeline.stats()["expired"] == 8
 
 
 def test_duplicate_feedback_is_not_a_second_reward():
     pipeline, spy, states, profiles = spy_pipeline()
-    click = record(Event("e2", "u1", "i1", "click", NOW, recommendation_id="r1"))
+    first = run(pipeline, states, profiles, record(Event("e1", "u1", "i1", "view", NOW)))
+    rid = first.recommendation.recommendation_id
+    item = first.recommendation.items[0].item_id
+    click = record(Event("e2", "u1", item, "click", NOW, recommendation_id=rid), 1)
     run(pipeline, states, profiles, click)
-    run(pipeline, states, profiles, click)
+    run(pipeline, states, profiles, click)  # redelivered: not applied, not learned
     assert pipeline.stats()["rewards:click"] == 1
 
 

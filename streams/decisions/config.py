@@ -38,10 +38,11 @@ class PointConfig:
     (Thompson sampling's posterior scale) tune the other policies. ``dimensions`` is
     the size of the hashed action×context feature space; ``l2`` the ridge prior.
 
-    In ``apprentice`` mode the point shows the caller's ``baseline_action`` (with
-    ``epsilon`` of learned-policy exploration) until its doubly robust estimate of
-    the learned policy's value beats the baseline's by ``apprentice_margin`` at the
-    lower end of a one-sided 95% interval, over at least ``apprentice_min_rewards``.
+    In ``apprentice`` mode the point shows the caller's ``baseline_action`` (and a
+    uniformly drawn action with probability ``epsilon``) until its doubly robust
+    estimate of the learned policy's value beats the baseline's by
+    ``apprentice_margin`` at the lower end of a one-sided 95% interval, over at least
+    ``apprentice_min_rewards`` rewards.
 
     >>> PointConfig.from_dict({"policy": "linucb", "alpha": 0.5}).alpha
     0.5

@@ -10,9 +10,15 @@ Estimates kept per point, both doubly robust (DR) with the point's own reward mo
 * **regret versus the baseline**: ``V(baseline) - V(served)``, over decisions whose
   request named a ``baseline_action`` (negative: the point beats what the caller would
   have done);
-* **lift of the learned policy** over the baseline: ``V(learned) - V(baseline)``; in
-  apprentice mode the point graduates (stops imitating) once its lower 95% bound
-  exceeds ``apprentice_margin``. Graduation is one-way.
+* **lift of the learned policy** over the baseline: ``V(learned) - V(baseline)``, where
+  the learned policy is the model's best predicted action (with the ``epsilon`` floor),
+  not its exploration; in apprentice mode the point graduates (stops imitating) once
+  the lift's lower one-sided 95% bound exceeds ``apprentice_margin``. One-way.
+
+In apprentice mode the point shows the baseline with probability ``1 - epsilon`` and
+a uniformly drawn action otherwise: that exploration is what the lift is estimated
+from (inverse propensity weights up to ``n / epsilon``), so a larger ``epsilon``
+graduates sooner when the learned policy is better.
 """
 
 from __future__ import annotations
@@ -159,12 +165,16 @@ class DecisionPoint:
         X = self.featurizer.transform(request.context, actions)
         q = self.policy.predict_many(X)
         learned = self.policy.probabilities(X, self._rng)
+        # What the learned model would exploit (its best predicted action, with the
+        # epsilon floor): the policy the lift estimate evaluates against the baseline.
+        greedy = np.full(n, self.config.epsilon / n)
+        greedy[int(np.argmax(q))] += 1.0 - self.config.epsilon
         baseline = -1
         if request.baseline_action is not None:
             baseline = next(i for i, a in enumerate(actions) if a.id == request.baseline_action)
         imitate = self.apprentice_active and baseline >= 0
-        if imitate:
-            served = self.config.epsilon * learned
+        if imitate:  # the baseline, and epsilon of uniform exploration to learn from
+            served = np.full(n, self.config.epsilon / n)
             served[baseline] += 1.0 - self.config.epsilon
         else:
             served = learned
@@ -188,9 +198,9 @@ class DecisionPoint:
                 reasons[index] = self._reason(p, core_best, pick, q[remaining])
             entry = Shown(actions[index].id, X[index].copy(), float(p[pick]))
             if slot == 0:
-                entry.p_learned = float(learned[index])
+                entry.p_learned = float(greedy[index])
                 entry.q_chosen = float(q[index])
-                entry.q_learned = float(learned @ q)
+                entry.q_learned = float(greedy @ q)
                 if baseline >= 0:
                     entry.has_baseline = True
                     entry.q_baseline = float(q[baseline])

@@ -27,7 +27,7 @@ class BanditEnvironment:
     The click rate of an action is a base rate plus a segment × action and a device ×
     action effect (the interactions a policy must learn); each segment has a planted
     best action, ahead by at least ``gap`` minus the device effects' range. Action 0
-    is the caller's baseline. Actions carry a categorical and a numeric feature.
+    is the caller's baseline (the best everywhere with ``baseline_best``). Actions carry a categorical and a numeric feature.
 
     >>> env = BanditEnvironment(seed=1)
     >>> ctx = env.context(np.random.default_rng(0))
@@ -38,7 +38,8 @@ class BanditEnvironment:
 
     def __init__(self, n_segments: int = 4, n_actions: int = 5,
                  devices: tuple[str, ...] = ("mobile", "desktop"), base: float = 0.05,
-                 spread: float = 0.15, gap: float = 0.1, seed: int = 0) -> None:
+                 spread: float = 0.15, gap: float = 0.1, baseline_best: bool = False,
+                 seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.segments = [f"s{i}" for i in range(n_segments)]
         self.devices = list(devices)
@@ -48,7 +49,8 @@ class BanditEnvironment:
         # segment has a planted best action ahead by `gap`, more than devices can move.
         segment_effect = rng.uniform(0.0, spread, (n_segments, n_actions))
         for s in range(n_segments):
-            segment_effect[s, (s * 3 + 1) % n_actions] = segment_effect[s].max() + gap
+            best = 0 if baseline_best else (s * 3 + 1) % n_actions
+            segment_effect[s, best] = segment_effect[s].max() + gap
         device_effect = rng.uniform(0.0, gap / 3, (len(self.devices), n_actions))
         self.means: dict[tuple[str, str], np.ndarray] = {
             (segment, device): np.clip(base + segment_effect[s] + device_effect[d], 0.0, 1.0)

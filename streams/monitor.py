@@ -17,7 +17,7 @@ import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST as _PROMETHEUS_CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from streams.quality import CHAMPION, OnlineQuality
+from streams.quality import OnlineQuality
 from streams.records import EVENT_TYPES, Event, Recommendation
 
 __all__ = ["Monitor", "monitor", "CONTENT_TYPE_LATEST", "OUTCOMES", "readiness_problems"]

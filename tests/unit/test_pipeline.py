@@ -287,7 +287,7 @@ def test_attributed_rewards_are_counted_by_type_and_windows_close_on_event_time(
 
 
 def test_duplicate_feedback_is_not_a_second_reward():
-    pipeline, spy, states, profiles = spy_pipeline()
+    pipeline, _, states, profiles = spy_pipeline()
     first = run(pipeline, states, profiles, record(Event("e1", "u1", "i1", "view", NOW)))
     rid = first.recommendation.recommendation_id
     item = first.recommendation.items[0].item_id

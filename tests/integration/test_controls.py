@@ -32,7 +32,7 @@ CATALOG = ([(f"shoe-{n:02d}", "shoes") for n in range(20)]
            + [(f"hat-{n:02d}", "hats") for n in range(3)])
 CATEGORY = dict(CATALOG)
 #: Sources that use nothing learned about the user.
-NON_PERSONAL = {"popularity", "context", "exploration"}
+NON_PERSONAL = {"popularity", "context", "explore"}
 
 
 def now_ms() -> int:
@@ -217,7 +217,7 @@ def test_cold_start_brand_new_user_and_brand_new_item(live):
 
 
 def test_controls_command_keeps_the_rest_of_the_profile(live):
-    env, settings, worker = live
+    env, _, worker = live
     user = "cli-user"
     send(live, "users", [user_record({"user_id": user, "consent_personalization": False,
                                       "attributes": {"tier": "gold"}, "muted_items": ["bag-01"]})])

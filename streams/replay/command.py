@@ -14,7 +14,7 @@ from typing import Any
 
 __all__ = ["add_replay_parser", "cmd_replay", "FORMATS"]
 
-FORMATS = ("auto", "csv", "jsonl", "events", "open-bandit")
+FORMATS = ("auto", "csv", "jsonl", "events", "open-bandit", "decisions")
 
 DESCRIPTION = """\
 Replay a log in timestamp order through the worker's own pipeline (same validation,
@@ -23,7 +23,11 @@ the pipeline recommends for that user and the recommendation is scored against w
 the user did. The popularity (the recommender's non-personalized path) and random
 baselines are scored on the same targets. With --format open-bandit, PATH is the Open
 Bandit Dataset's directory and the pipeline's click rate is estimated off-policy on
-its uniformly random log (replay, IPS, SNIPS, doubly robust, with 95% intervals)."""
+its uniformly random log (replay, IPS, SNIPS, doubly robust, with 95% intervals).
+With --format decisions, PATH is a log of decisions (joined rows, or the decisions,
+decisions.out and rewards records concatenated) and the mean reward of another
+decision policy or exploration rate is estimated off-policy (IPS, SNIPS, doubly
+robust, with 95% intervals) beside the logged policy's."""
 
 
 def _positive_int(text: str) -> int:
@@ -109,6 +113,21 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     bandit = p.add_argument_group("open bandit dataset")
     bandit.add_argument("--campaign", choices=["all", "men", "women"], default="all",
                         help="campaign to replay (default all)")
+    decide = p.add_argument_group("decision logs (--format decisions)")
+    decide.add_argument("--policy", choices=["epsilon-greedy", "softmax", "thompson", "linucb"],
+                        default="linucb", help="the target policy to evaluate (default linucb)")
+    decide.add_argument("--exploration", type=float, default=0.05, metavar="EPSILON",
+                        help="the target's exploration rate epsilon (default 0.05)")
+    decide.add_argument("--alpha", type=float, default=1.0, metavar="A",
+                        help="LinUCB's confidence width (default 1)")
+    decide.add_argument("--temperature", type=float, default=0.02, metavar="T",
+                        help="softmax temperature (default 0.02)")
+    decide.add_argument("--scale", type=float, default=0.25, metavar="S",
+                        help="Thompson sampling's posterior scale (default 0.25)")
+    decide.add_argument("--decision-point", metavar="NAME",
+                        help="evaluate only this decision point's decisions (default: all)")
+    decide.add_argument("--default-reward", type=float, default=0.0, metavar="R",
+                        help="reward of a logged decision without one (default 0)")
     out = p.add_argument_group("evaluation and output")
     out.add_argument("-k", "--k", type=_positive_int, default=10, metavar="K",
                      help="length of the scored lists (default 10; open-bandit always uses its 3 positions)")
@@ -161,6 +180,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         fmt = _format(args)
         if fmt == "open-bandit":
             result, plot = _run_open_bandit(args, no_progress)
+        elif fmt == "decisions":
+            result, plot = _run_decisions(args)
         else:
             result, plot = _run_log(args, fmt, no_progress)
     except ReplayError as exc:
@@ -173,7 +194,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         plot(args.plot)
     from streams.replay.report import format_open_bandit, format_prequential
 
-    print(format_open_bandit(result) if fmt == "open-bandit" else format_prequential(result))
+    if fmt == "decisions":
+        from streams.replay.decisions import format_decisions
+
+        print(format_decisions(result))
+    else:
+        print(format_open_bandit(result) if fmt == "open-bandit" else format_prequential(result))
     for path, what in ((args.json, "results"), (args.plot, "plot")):
         if path:
             print(f"{what} written to {path}", file=sys.stderr)
@@ -225,6 +251,34 @@ def _run_log(args: argparse.Namespace, fmt: str, no_progress: bool) -> tuple[dic
     out = result.to_json()
     out["format"] = fmt
     return out, plot
+
+
+def _run_decisions(args: argparse.Namespace) -> tuple[dict, Any]:
+    from streams.decisions.config import ConfigError, PointConfig
+    from streams.replay.decisions import evaluate_decisions, load_decision_log
+    from streams.replay.errors import ReplayError
+    from streams.settings import Settings
+
+    try:
+        config = PointConfig.from_dict({"policy": args.policy, "epsilon": args.exploration,
+                                        "alpha": args.alpha, "temperature": args.temperature,
+                                        "scale": args.scale})
+    except ConfigError as exc:
+        raise ReplayError(str(exc)) from None
+    log = load_decision_log(args.path, args.default_reward, args.decision_point)
+    if args.limit:
+        log = log[:args.limit]
+    seed = Settings.from_env().seed if args.seed is None else args.seed
+    result = evaluate_decisions(log, config, seed=seed)
+    result["dataset"] = Path(args.path).name
+    result["format"] = "decisions"
+
+    def plot(path: str) -> None:
+        from streams.cli import CliError
+
+        raise CliError("--plot is not available with --format decisions")
+
+    return result, plot
 
 
 def _run_open_bandit(args: argparse.Namespace, no_progress: bool) -> tuple[dict, Any]:

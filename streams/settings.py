@@ -124,6 +124,26 @@ class Settings:
         "MICROMOMENT_N_FACTORS", "latent factors of the matrix-factorization learner"))
     seed: int = field(default=42, metadata=_env(
         "MICROMOMENT_SEED", "seed of every random choice the learners make"))
+    exploration_rate: float = field(default=0.1, metadata=_env(
+        "MICROMOMENT_EXPLORATION_RATE", "expected share of list slots the contextual bandit "
+        "explores (0: never); only lists served with a recommendation_id explore"))
+    diversity: float = field(default=0.2, metadata=_env(
+        "MICROMOMENT_DIVERSITY", "MMR lambda of the diversity re-ranking over categories and "
+        "item embeddings, 0 (off: relevance order) to 1"))
+    exclude_categories: frozenset[str] = field(default=frozenset(), metadata=_env(
+        "MICROMOMENT_EXCLUDE_CATEGORIES", "comma-separated item categories never recommended"))
+    exclude_item_attributes: frozenset[str] = field(default=frozenset(), metadata=_env(
+        "MICROMOMENT_EXCLUDE_ATTRIBUTES", "comma-separated name=value item attributes never "
+        "recommended, e.g. adult=true"))
+    reward_weights: str = field(default="click:1,add_to_cart:2,purchase:3", metadata=_env(
+        "MICROMOMENT_REWARD_WEIGHTS", "rewards of feedback events on a recommended item "
+        "(type:weight,...; scaled so the largest is 1; an item counts its largest once)"))
+    attribution_window_s: float = field(default=1_800.0, metadata=_env(
+        "MICROMOMENT_ATTRIBUTION_WINDOW", "event-time seconds after a recommendation in which "
+        "feedback carrying its recommendation_id is a reward; then the rest count zero"))
+    max_pending_impressions: int = field(default=20_000, metadata=_env(
+        "MICROMOMENT_MAX_PENDING_IMPRESSIONS", "recommendations a worker holds awaiting feedback; "
+        "past it the oldest is resolved early"))
     admin_token: str = field(default="", repr=False, metadata=_env(
         "MICROMOMENT_ADMIN_TOKEN", "bearer token required by admin endpoints (DELETE /users/{id}); "
         "without one they answer only when the web server binds to loopback"))
@@ -199,6 +219,7 @@ class Settings:
         if unknown:
             raise SettingsError(f"MICROMOMENT_TRIGGER_EVENT_TYPES has unknown types {unknown}; "
                                 f"known: {', '.join(EVENT_TYPES)}")
+        self._validate_ranking()
         self.broker_servers  # parses, raising SettingsError when malformed
         from streams.security import validate_security
 
@@ -213,6 +234,28 @@ class Settings:
             DecisionValidator(self, DecisionConfig.from_settings(self))  # checks the action sets
         except ConfigError as exc:
             raise SettingsError(str(exc)) from None
+
+    def _validate_ranking(self) -> None:
+        """The selection and feedback-loop settings (``streams.rank``)."""
+        if not 0.0 <= self.exploration_rate < 1.0:
+            raise SettingsError("MICROMOMENT_EXPLORATION_RATE must be at least 0 and below 1")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise SettingsError("MICROMOMENT_DIVERSITY must be between 0 and 1")
+        if not self.attribution_window_s > 0:
+            raise SettingsError("MICROMOMENT_ATTRIBUTION_WINDOW must be positive")
+        if self.max_pending_impressions < 1:
+            raise SettingsError("MICROMOMENT_MAX_PENDING_IMPRESSIONS must be at least 1")
+        from streams.rank.feedback import parse_reward_weights
+        from streams.rank.items import parse_attribute_rules
+
+        for variable, parse, value in (
+            ("MICROMOMENT_REWARD_WEIGHTS", parse_reward_weights, self.reward_weights),
+            ("MICROMOMENT_EXCLUDE_ATTRIBUTES", parse_attribute_rules, self.exclude_item_attributes),
+        ):
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise SettingsError(f"{variable}: {exc}") from None
 
     @property
     def broker_servers(self) -> list[str]:

@@ -179,9 +179,12 @@ class ItemIndex:
         """Per row: the item is in at least one of the categories ``names``."""
         return self.any_flagged(self.flags(names), n_rows)
 
-    def any_flagged(self, flags: np.ndarray, n_rows: int) -> np.ndarray:
-        """Per row: at least one of the item's category codes is set in ``flags``."""
+    def any_flagged(self, flags: np.ndarray, n_rows: int, rows: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """Per row (of ``rows``, default all): one of the item's categories is set in ``flags``."""
         codes = self.codes(n_rows)
+        if rows is not None:
+            codes = codes[rows]
         if len(flags) < len(self._names) + 1:  # categories coded since flags were built
             padded = np.zeros(len(self._names) + 1, dtype=bool)
             padded[: len(flags) - 1] = flags[:-1]

@@ -120,6 +120,19 @@ class Settings:
         "MICROMOMENT_MIN_TIMESTAMP_MS", "events timestamped before this (default 2000-01-01) are dead-lettered"))
     popularity_half_life_s: float = field(default=3_600.0, metadata=_env(
         "MICROMOMENT_POPULARITY_HALF_LIFE", "half-life in seconds of the trending popularity"))
+    popularity_pace_events: int = field(default=500, metadata=_env(
+        "MICROMOMENT_POPULARITY_PACE_EVENTS", "the popularity half-life is at least the event time "
+        "this many events take at the current pace, so slow logs are not forgotten within the "
+        "hour (0: always the fixed half-life)"))
+    exclude_recent: int = field(default=50, metadata=_env(
+        "MICROMOMENT_EXCLUDE_RECENT", "how many of a user's most recent items are never "
+        "recommended (0: none, for repeat-consumption domains; purchases are always excluded)"))
+    skip_bursts: bool = field(default=True, metadata=_env(
+        "MICROMOMENT_SKIP_BURSTS", "do not learn from events the burst detector judges bot-like "
+        "(they still update the user's state)"))
+    user_ttl_s: float = field(default=2_592_000.0, metadata=_env(
+        "MICROMOMENT_USER_TTL", "event-time seconds after which an idle user's learned "
+        "parameters (content, segment, context model, rating bias) are dropped"))
     n_factors: int = field(default=16, metadata=_env(
         "MICROMOMENT_N_FACTORS", "latent factors of the matrix-factorization learner"))
     seed: int = field(default=42, metadata=_env(
@@ -213,6 +226,11 @@ class Settings:
         for name in ("partitions", "top_k", "recent_items_max", "dedupe_window", "n_factors"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1")
+        for name in ("popularity_pace_events", "exclude_recent"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{_var(name)} must not be negative")
+        if not self.user_ttl_s > 0:
+            raise SettingsError("MICROMOMENT_USER_TTL must be positive")
         from streams.records import EVENT_TYPES
 
         unknown = sorted(set(self.trigger_event_types) - set(EVENT_TYPES))

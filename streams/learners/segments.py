@@ -246,6 +246,37 @@ class UserSegments:
         self._segment.pop(user, None)
         self._users.discard(user)
 
+    def adopt_users(self, other: "UserSegments",
+                    wanted: typing.Callable[[typing.Hashable], bool]) -> int:
+        """Copy from ``other`` the profiles of ``wanted`` users this learner lacks.
+
+        Used after a rebalance (see ``CategoryAffinity.adopt_users``). Bucket numbers are
+        private to each learner (the first categories seen get their own), so each of
+        the other's buckets is translated through the category most often filed in it;
+        the user's segment is then this learner's closest center. Returns how many
+        users were adopted.
+        """
+        adopted = 0
+        for user, (t_ref, weights, count, strength, n_events) in other._profiles.items():
+            if user in self._profiles or not wanted(user):
+                continue
+            translated: dict[int, float] = {}
+            for bucket, weight in weights.items():
+                names = other._bucket_names.get(bucket)
+                if not names:
+                    continue
+                mine = self._bucket(names.most_common(1)[0][0])
+                translated[mine] = translated.get(mine, 0.0) + weight
+            self._profiles[user] = [t_ref, translated, count, strength, n_events]
+            if n_events >= self.min_events and self._kmeans.n_placed:
+                self._segment[user] = self._kmeans.predict_one(self.features(user))
+            self._users.touch(user, t_ref)
+            adopted += 1
+        for gone in self._users.evict(self.max_users, self.user_ttl_s * 1_000.0, self._clock):
+            self._profiles.pop(gone, None)
+            self._segment.pop(gone, None)
+        return adopted
+
     def segment_of(self, user: typing.Hashable) -> int | None:
         """The segment the user was assigned at their latest event (``None``: not yet)."""
         return self._segment.get(user)

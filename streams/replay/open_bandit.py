@@ -278,10 +278,12 @@ class OpenBanditReplay:
 
     def _slates(self, user: str, before: UserState) -> tuple[list[str], list[str], list[str]]:
         rec = self.recommender
-        hybrid = [r.item_id for r in rec.recommend(user, before, {}, POSITIONS, personalized=True)]
-        popular = [r.item_id for r in rec.recommend(user, before, {}, POSITIONS, personalized=False)]
+        hybrid = [r.item_id for r in rec.recommend(user, before, {}, POSITIONS, personalized=True,
+                                                      explain=False)]
+        popular = [r.item_id for r in rec.recommend(user, before, {}, POSITIONS, personalized=False,
+                                                       explain=False)]
         catalog = rec.catalog_
-        rows = np.flatnonzero(rec._candidate_mask(before, len(catalog)))
+        rows = np.flatnonzero(rec.candidates(before, len(catalog)))
         picked = self.rng.choice(rows, size=min(POSITIONS, rows.size), replace=False) if rows.size else []
         return hybrid, popular, [catalog.item_id_at(r) for r in list(picked)]
 

@@ -22,8 +22,9 @@ So no recommendation is ever scored on an event the model has already learned.
 event with an item, of a positive type (view, click, add_to_cart, purchase, like,
 dwell, rating — but not a rating below ``positive_threshold``, when one is given, and
 never a dislike), on an item the recommender would not filter out anyway — not one of
-the user's recent or purchased items (a re-rating, a second view) and not an item the
-catalog marks unavailable. Skipped events are counted by reason; they are still
+the user's purchases or (unless ``exclude_recent`` is 0) recent items (a re-rating, a
+second view; :meth:`Recommender.excludes <streams.ranking.Recommender.excludes>`) and
+not an item the catalog marks unavailable. Skipped events are counted by reason; they are still
 learned. An item nobody has mentioned yet (not in the catalog) stays a target: no
 strategy can recommend it, and ``cold_targets`` says how many such misses are built in.
 
@@ -42,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import orjson
 
 from streams.pipeline import Pipeline, RawRecord
 from streams.ranking import Recommender
@@ -338,22 +340,25 @@ class Prequential:
         if (kind == "rating" and self.positive_threshold is not None and event.value is not None
                 and event.value < self.positive_threshold):
             return "negative"
-        if item in before.recent_items or item in before.purchased:
+        if self.recommender.excludes(item, before):
             return "repeat"
         catalog = self.recommender.catalog_
         if item in catalog and not catalog.is_available(item):
             return "unavailable"
         return None
 
-    def _recommend(self, user: str, before: UserState) -> tuple[list[str], list[str], list[str]]:
+    def _recommend(self, user: str, before: UserState,
+                   context: dict) -> tuple[list[str], list[str], list[str]]:
         rec, k = self.recommender, self.k
-        hybrid = [r.item_id for r in rec.recommend(user, before, {}, k, personalized=True)]
-        popular = [r.item_id for r in rec.recommend(user, before, {}, k, personalized=False)]
+        hybrid = [r.item_id for r in rec.recommend(user, before, context, k, personalized=True,
+                                                   explain=False)]
+        popular = [r.item_id for r in rec.recommend(user, before, context, k, personalized=False,
+                                                    explain=False)]
         catalog = rec.catalog_
         n_items = len(catalog)
         random_items: list[str] = []
         if n_items:
-            rows = np.flatnonzero(rec._candidate_mask(before, n_items))
+            rows = np.flatnonzero(rec.candidates(before, n_items))
             if rows.size:
                 picked = self.rng.choice(rows, size=min(k, rows.size), replace=False)
                 random_items = [catalog.item_id_at(row) for row in picked.tolist()]
@@ -371,7 +376,7 @@ class Prequential:
         cold = False
         if reason is None:
             cold = item not in self.recommender.catalog_
-            lists = self._recommend(user, before)
+            lists = self._recommend(user, before, _context_of(event.record))
         predicted = None
         if (self._predict_rating is not None and event.event_type == "rating" and user is not None
                 and item is not None and event.value is not None):
@@ -422,8 +427,23 @@ class Prequential:
         )
 
 
+def _context_of(record: bytes) -> dict:
+    """The event's context, as the worker would see it with the trigger (``{}`` if none).
+
+    >>> _context_of(b'{"context": {"device": "ios"}}'), _context_of(b'not json')
+    ({'device': 'ios'}, {})
+    """
+    try:
+        context = orjson.loads(record).get("context")
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    return context if isinstance(context, dict) else {}
+
+
 def settings_summary(settings: Settings) -> dict[str, Any]:
     """The settings a replay's numbers depend on, for the record."""
     return {"popularity_half_life_s": settings.popularity_half_life_s,
+            "popularity_pace_events": settings.popularity_pace_events,
             "n_factors": settings.n_factors, "seed": settings.seed,
-            "recent_items_max": settings.recent_items_max}
+            "recent_items_max": settings.recent_items_max,
+            "exclude_recent": settings.exclude_recent, "skip_bursts": settings.skip_bursts}

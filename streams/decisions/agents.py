@@ -68,7 +68,8 @@ def restore_engine(restored: DecisionEngine) -> list[str]:
 
 
 async def _send_decision(decision: Decision) -> None:
-    value, headers = encode("decision", decision.to_dict(), settings.output_format)  # type: ignore[arg-type]
+    value, headers = encode("decision", decision.to_dict(),
+                            settings.output_format)  # type: ignore[arg-type]
     await decisions_out_topic.send(key=decision.user_id.encode("utf-8"), value=value,
                                    headers=headers)
 

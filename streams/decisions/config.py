@@ -69,12 +69,14 @@ class PointConfig:
     def from_dict(cls, data: Mapping[str, Any], base: "PointConfig | None" = None) -> "PointConfig":
         """Options from a JSON object over ``base`` (the defaults); unknown keys are errors."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"decision point options must be a JSON object, got {type(data).__name__}")
+            raise ConfigError("decision point options must be a JSON object, got "
+                              f"{type(data).__name__}")
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key not in known:
-                raise ConfigError(f"unknown decision point option {key!r}; known: {', '.join(known)}")
+                raise ConfigError(f"unknown decision point option {key!r}; "
+                                  f"known: {', '.join(known)}")
             default = known[key].default
             if isinstance(default, bool):
                 if type(value) is not bool:
@@ -98,7 +100,8 @@ class PointConfig:
             raise ConfigError(f"decision point option 'policy' is {self.policy!r}, "
                               f"not one of: {', '.join(POLICIES)}")
         if not 0.0 <= self.epsilon <= 1.0:
-            raise ConfigError(f"decision point option 'epsilon' must be in [0, 1], got {self.epsilon}")
+            raise ConfigError("decision point option 'epsilon' must be in [0, 1], "
+                              f"got {self.epsilon}")
         for name in ("temperature", "l2", "reward_window_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"decision point option {name!r} must be positive")
@@ -179,7 +182,8 @@ class DecisionConfig:
             except ConfigError as exc:
                 raise ConfigError(f"MICROMOMENT_DECISION_POINTS[{name!r}]: {exc}") from None
         raw_sets = load_json_option(action_sets_text, "MICROMOMENT_DECISION_ACTION_SETS") or {}
-        if not isinstance(raw_sets, dict) or not all(isinstance(v, list) for v in raw_sets.values()):
+        if not isinstance(raw_sets, dict) or not all(isinstance(v, list)
+                                                     for v in raw_sets.values()):
             raise ConfigError("MICROMOMENT_DECISION_ACTION_SETS must be a JSON object: "
                               "{set name: [{\"id\": ..., \"features\": {...}}, ...]}")
         sets = {name: tuple(actions) for name, actions in raw_sets.items()}

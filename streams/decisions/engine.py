@@ -1,4 +1,4 @@
-"""The decision loop without Kafka: requests → decisions, rewards → learning, windows → defaults.
+"""The decision loop without Kafka: requests → decisions, rewards → learning, windows close.
 
 :class:`DecisionEngine` is everything one worker knows about decisions, in one picklable
 object: the decision points (policies and estimates), the pending decisions waiting for
@@ -97,7 +97,8 @@ class DecisionEngine:
         self.points: dict[str, DecisionPoint] = {}
         self._pending: dict[str, Pending] = {}
         self._deadlines: list[tuple[int, str]] = []
-        self._closed: OrderedDict[str, tuple[str, dict[str, tuple[float, int | None]]]] = OrderedDict()
+        self._closed: OrderedDict[str, tuple[str, dict[str, tuple[float, int | None]]]] = (
+            OrderedDict())
         self.counts: Counter[str] = Counter()  # outcome -> count, for metrics
 
     # -- points -----------------------------------------------------------------------------

@@ -74,7 +74,8 @@ class Featurizer:
                 col = zlib.crc32(text.encode("utf-8")) % self.dimensions
         return col
 
-    def transform(self, context: Mapping[str, FeatureValue], actions: Sequence[Action]) -> np.ndarray:
+    def transform(self, context: Mapping[str, FeatureValue],
+                  actions: Sequence[Action]) -> np.ndarray:
         """The ``(len(actions), dimensions)`` feature matrix (learns new names' columns)."""
         ctx = _named("ctx:", context)
         columns, column = self._columns, self.column

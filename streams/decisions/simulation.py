@@ -27,7 +27,8 @@ class BanditEnvironment:
     The click rate of an action is a base rate plus a segment × action and a device ×
     action effect (the interactions a policy must learn); each segment has a planted
     best action, ahead by at least ``gap`` minus the device effects' range. Action 0
-    is the caller's baseline (the best everywhere with ``baseline_best``). Actions carry a categorical and a numeric feature.
+    is the caller's baseline (the best everywhere with ``baseline_best``). Actions carry
+    a categorical and a numeric feature.
 
     >>> env = BanditEnvironment(seed=1)
     >>> ctx = env.context(np.random.default_rng(0))
@@ -111,7 +112,8 @@ class SimulationResult:
 
 def simulate(config: PointConfig, env: BanditEnvironment | None = None, rounds: int = 5_000,
              seed: int = 0, with_baseline: bool = False,
-             on_decision: Callable[[DecisionRequest, Any, float], None] | None = None) -> SimulationResult:
+             on_decision: Callable[[DecisionRequest, Any, float], None] | None = None,
+             ) -> SimulationResult:
     """Run one decision point against ``env`` through a :class:`DecisionEngine`, rewarding
     each decision at once (a real 0/1 draw) and scoring its *expected* reward.
 

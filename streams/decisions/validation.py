@@ -39,7 +39,8 @@ class DecisionValidator:
     streams.errors.InvalidRecord: decision request has no candidate actions: give 'actions' (a non-empty list) or a configured 'action_set'
     """
 
-    def __init__(self, settings: Settings | None = None, config: DecisionConfig | None = None) -> None:
+    def __init__(self, settings: Settings | None = None,
+                 config: DecisionConfig | None = None) -> None:
         self.settings = settings = settings or Settings()
         self.base = Validator(settings)
         self.max_actions = getattr(settings, "decision_max_actions", 50)
@@ -98,7 +99,8 @@ class DecisionValidator:
             raise InvalidRecord("no_actions", f"{where} is empty")
         if len(value) > self.max_actions:
             raise InvalidRecord("too_many_actions", f"{where} has {len(value)} actions, more than "
-                                f"the limit of {self.max_actions} (MICROMOMENT_DECISION_MAX_ACTIONS)")
+                                f"the limit of {self.max_actions} "
+                                "(MICROMOMENT_DECISION_MAX_ACTIONS)")
         actions, seen = [], set()
         for n, raw in enumerate(value):
             if type(raw) is not dict:
@@ -111,13 +113,15 @@ class DecisionValidator:
             try:
                 action_id = self.base._id(raw.get("id"), "action", "id")
             except InvalidRecord as exc:
-                raise InvalidRecord("malformed_action", f"{where} entry {n}: {exc.reason}") from None
+                raise InvalidRecord("malformed_action",
+                                    f"{where} entry {n}: {exc.reason}") from None
             if action_id in seen:
                 raise InvalidRecord("duplicate_action", f"{where} lists action {action_id[:64]!r} "
                                     "more than once")
             seen.add(action_id)
-            actions.append(Action(action_id, self._features(raw.get("features"),
-                                                            f"{where} action {action_id[:64]!r} features")))
+            features = self._features(raw.get("features"),
+                                      f"{where} action {action_id[:64]!r} features")
+            actions.append(Action(action_id, features))
         return tuple(actions)
 
     # -- records --------------------------------------------------------------------------
@@ -203,7 +207,8 @@ class DecisionValidator:
         except OverflowError:
             value = math.inf
         if not math.isfinite(value):
-            raise InvalidRecord("invalid_value", f"reward field 'value' must be a finite number, got {value}")
+            raise InvalidRecord("invalid_value",
+                                f"reward field 'value' must be a finite number, got {value}")
         timestamp = get("timestamp")
         if timestamp is not None:
             timestamp = self._timestamp(timestamp, "reward", now_ms)

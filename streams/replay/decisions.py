@@ -118,7 +118,8 @@ def load_decision_log(path: str | Path, default_reward: float = 0.0,
                 if row.get("action_id") is None:  # the shown (first) action's reward
                     rewards.setdefault(did, float(row["value"]))
             else:
-                raise ReplayError(f"{where}: not a decision request, decision, reward or joined row")
+                raise ReplayError(f"{where}: not a decision request, decision, reward or "
+                                  "joined row")
     for did in order:
         request, answer = requests.get(did), answers[did]
         if request is None or not request.get("actions"):
@@ -144,7 +145,8 @@ class FrozenTarget:
     """A target that does not learn: probabilities from a function of (context, actions)."""
 
     def __init__(self, probabilities: Callable[[dict, tuple[Action, ...]], np.ndarray],
-                 predictions: Callable[[dict, tuple[Action, ...]], np.ndarray] | None = None) -> None:
+                 predictions: Callable[[dict, tuple[Action, ...]], np.ndarray] | None = None,
+                 ) -> None:
         self.probabilities = probabilities
         self.predictions = predictions
 
@@ -232,5 +234,6 @@ def format_decisions(result: dict[str, Any]) -> str:
         lines.append(f"{label:<28} {est(result['estimates'][key])}")
     lines += ["", f"effective sample size {result['effective_sample_size']:,.0f} of "
                   f"{result['rounds']:,}; largest weight {result['max_weight']:.1f}; the target's "
-                  f"most likely action is the logged one in {100 * result['agreement']:.1f}% of rounds"]
+                  "most likely action is the logged one in "
+                  f"{100 * result['agreement']:.1f}% of rounds"]
     return "\n".join(lines)

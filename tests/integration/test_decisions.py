@@ -58,7 +58,8 @@ def as_record(body: dict, fmt: str = "json") -> tuple[bytes, bytes, list]:
 
 
 def reward_record(user: str, decision_id: str, value: float, **extra) -> tuple[bytes, bytes, list]:
-    body = {"decision_id": decision_id, "value": value, "timestamp": int(time.time() * 1000), **extra}
+    body = {"decision_id": decision_id, "value": value, "timestamp": int(time.time() * 1000),
+            **extra}
     return user.encode(), orjson.dumps(body), [("content-type", b"application/json")]
 
 
@@ -77,6 +78,10 @@ def decisions_for(live, ids: set[str], timeout: float = 60) -> dict[str, list[di
     return box
 
 
+def hero(worker) -> dict:
+    return worker.get("/decisions")[1]["points"]["homepage-hero"]
+
+
 def test_rewards_change_the_policy(live):
     env, settings, worker = live
     users = [f"hero-user-{n}" for n in range(40)]
@@ -91,12 +96,12 @@ def test_rewards_change_the_policy(live):
         assert sum(a["probability"] for a in answer["actions"]) == pytest.approx(1.0)
         assert answer["actions"][0]["slot_probability"] == answer["actions"][0]["probability"]
     # The environment: only "forest" is ever clicked.
+    shown = {b["decision_id"]: answers[b["decision_id"]][0]["actions"][0]["id"] for b in first}
     rewards = [reward_record(b["user_id"], b["decision_id"],
-                             1.0 if answers[b["decision_id"]][0]["actions"][0]["id"] == "forest" else 0.0)
-               for b in first]
+                             1.0 if shown[b["decision_id"]] == "forest" else 0.0) for b in first]
     send_all(env.broker.bootstrap, settings.topic_rewards, rewards)
-    wait_until(lambda: worker.get("/decisions")[1]["points"]["homepage-hero"]["rewards_received"] == 40,
-               timeout=60, message="40 rewards applied")
+    wait_until(lambda: hero(worker)["rewards_received"] == 40, timeout=60,
+               message="40 rewards applied")
     stats = worker.get("/decisions")[1]["points"]["homepage-hero"]
     assert stats["policy_version"] == "epsilon-greedy@40"
 
@@ -158,7 +163,8 @@ def test_reward_window_closes_with_the_default_and_late_rewards_are_rejected(liv
     send_all(env.broker.bootstrap, settings.topic_decisions, [as_record(body)])
     (answer,) = decisions_for(live, {body["decision_id"]})[body["decision_id"]]
     assert sorted(a["id"] for a in answer["actions"]) == ["evening", "morning", "noon"]
-    wait_until(lambda: worker.get("/decisions")[1]["points"]["push-timing"]["rewards_defaulted"] >= 1,
+    wait_until(lambda: worker.get("/decisions")[1]["points"]["push-timing"][
+                   "rewards_defaulted"] >= 1,
                timeout=30, message="the default reward after the 1 s window")
     send_all(env.broker.bootstrap, settings.topic_rewards,
              [reward_record("push-user", body["decision_id"], 1.0)])

@@ -66,7 +66,8 @@ def test_probabilities_sum_to_one_and_match_the_empirical_frequencies(policy):
 
 def test_slots_are_distinct_ordered_and_carry_their_conditional_probability():
     point = _trained_point("epsilon-greedy", seed=3)
-    request = DecisionRequest("s", "p", "u", ACTIONS, {"segment": "s0", "device": "mobile"}, slots=3)
+    request = DecisionRequest("s", "p", "u", ACTIONS, {"segment": "s0", "device": "mobile"},
+                              slots=3)
     decision, shown = point.decide(request, 0)
     assert len(set(decision.chosen)) == 3 and [s.action_id for s in shown] == list(decision.chosen)
     assert [a.slot_probability is not None for a in decision.actions] == [True, True, True, False]

@@ -77,7 +77,8 @@ def test_a_valid_request_round_trips_through_avro_and_json_alike():
 
 
 def test_a_named_action_set_is_expanded():
-    request = parse_request(b"u1", orjson.dumps(body(actions=None, action_set="hero-images")), None, V)
+    value = orjson.dumps(body(actions=None, action_set="hero-images"))
+    request = parse_request(b"u1", value, None, V)
     assert [a.id for a in request.actions] == ["beach", "city"]
     assert request.actions[0].features == {"tone": "warm"} and request.action_set == "hero-images"
 
@@ -102,4 +103,5 @@ def test_malformed_rewards_are_rejected(data, error):
 def test_rewards_accept_any_finite_number_in_either_format():
     data = {"decision_id": "d1", "value": 12.5, "timestamp": 1_700_000_000_000, "action_id": "a"}
     value, headers = encode("reward", data, "avro")
-    assert parse_reward(b"u1", value, headers, V) == parse_reward(b"u1", orjson.dumps(data), None, V)
+    from_json = parse_reward(b"u1", orjson.dumps(data), None, V)
+    assert parse_reward(b"u1", value, headers, V) == from_json

@@ -7,12 +7,10 @@ the per-event logic, testable without a broker.
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from streams.quality import CHAMPION
@@ -152,12 +150,10 @@ class Pipeline:
         impressions so that later feedback carrying the id is attributed to them.
         """
         recommendation_id = recommendation_id_for(event.event_id)
-        extra: dict[str, Any] = {}
-        if _has(type(self.recommender), "recommend:controls"):  # TEMPORARY: R2's API
-            extra = {"controls": controls, "recommendation_id": recommendation_id}
         items = self.recommender.recommend(event.user_id, state, event.context,
                                            self.settings.top_k, personalized=personalized,
-                                           **extra)
+                                           controls=controls,
+                                           recommendation_id=recommendation_id)
         return Recommendation(
             recommendation_id=recommendation_id,
             user_id=event.user_id,
@@ -179,8 +175,6 @@ class Pipeline:
         under the same rules. Called right after :meth:`recommend` with the same
         arguments, the ranker reuses that ranking's scores.
         """
-        if not _has(type(self.recommender), "challenger_lists:personalized"):  # TEMPORARY
-            return {}
         lists = self.recommender.challenger_lists(event.user_id, state, event.context,
                                                   self.settings.top_k, controls=controls,
                                                   personalized=personalized)
@@ -195,8 +189,6 @@ class Pipeline:
         second of it; a worker may also call it from a timer so that windows close on
         an idle stream.
         """
-        if not _has(type(self.recommender), "close_expired"):  # TEMPORARY: R2's API
-            return 0
         closed = int(self.recommender.close_expired(now_ms))
         self._ticked_at = max(self._ticked_at, now_ms)
         return closed
@@ -208,18 +200,15 @@ class Pipeline:
         earned nothing) and ``bursts_skipped`` (events not learned from as bot-like)."""
         stats = dict(self.counts)
         recommender = self.recommender
-        if _has(type(recommender), "selector"):  # TEMPORARY: R2's API
-            feedback = recommender.selector.stats()
-            stats["expired"] = int(feedback["resolved"] - feedback["resolved_early"])
-            stats["zero_rewards"] = int(feedback["zero_rewards"])
-        stats["bursts_skipped"] = int(getattr(recommender, "bursts_skipped", 0))  # TEMPORARY
+        feedback = recommender.selector.stats()
+        stats["expired"] = int(feedback["resolved"] - feedback["resolved_early"])
+        stats["zero_rewards"] = int(feedback["zero_rewards"])
+        stats["bursts_skipped"] = int(recommender.bursts_skipped)
         return stats
 
     def _attributed(self) -> int:
         """Rewards the ranker attributed so far (first ones and upgrades, e.g. a purchase
         after a click of the same item)."""
-        if not _has(type(self.recommender), "selector"):  # TEMPORARY: R2's API
-            return 0
         feedback = self.recommender.selector.stats()
         return int(feedback["rewards"] + feedback["reward_upgrades"])
 
@@ -291,10 +280,7 @@ class Pipeline:
         controls stay. Popularity keeps the user's past contribution: it is an aggregate
         over everybody, not something about them.
         """
-        if _has(type(self.recommender), "reset_user"):  # TEMPORARY: R2's API
-            self.recommender.reset_user(user_id)
-        else:
-            self.recommender.forget_user(user_id)
+        self.recommender.reset_user(user_id)
         self.counts["resets"] += 1
 
     def process_user(self, record: RawRecord) -> tuple[UserProfile | None, DeadLetter | None]:
@@ -354,12 +340,3 @@ def controls_from_profile(profile: Mapping[str, Any] | None) -> UserControls:
                         float(stored.get("personalization_strength", 1.0)),
                         float(stored.get("novelty", 0.5)))
 
-
-@lru_cache(maxsize=None)
-def _has(kind: type, feature: str) -> bool:
-    """TEMPORARY, until the ranker's feedback/controls API is merged: does ``kind`` have it."""
-    name, _, parameter = feature.partition(":")
-    method = getattr(kind, name, None)
-    if method is None or not parameter:
-        return method is not None
-    return parameter in inspect.signature(method).parameters

@@ -83,9 +83,8 @@ SPECS = [
         lambda c, s: ImplicitMF(n_factors=4, seed=s, catalog=c),
         lambda m, u, n, x: m.score_all(u, n),
         per_user=True,
-        make_small=lambda c: ImplicitMF(n_factors=4, seed=0, catalog=c),
-        sizes=lambda m: [(len(m.model.u_latents), 20)],
-        gaps={"memory": "ImplicitMF keeps every user's latents: no cap or idle eviction"},
+        make_small=lambda c: ImplicitMF(n_factors=4, seed=0, catalog=c, max_users=20),
+        sizes=lambda m: [(m.n_users, 20), (len(m._users), 20)],
     ),
     Spec(
         "ItemTransitions",

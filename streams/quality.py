@@ -77,8 +77,12 @@ class OnlineQuality:
     def __init__(self, window: int = 2_000, max_users: int = 100_000) -> None:
         self.window = window
         self.max_users = max_users
-        # user -> strategy -> the items of their last list
-        self._last: OrderedDict[str, dict[str, frozenset[str]]] = OrderedDict()
+        # user -> their last list per strategy, in the order of ``_names`` (None: no list
+        # from that strategy). Short tuples, not sets: ten items are scanned as fast as
+        # hashed, and a challenger's list equal to the champion's shares its tuple, which
+        # keeps this LRU (one entry per recent user) small.
+        self._names: list[str] = [CHAMPION]
+        self._last: OrderedDict[str, tuple[tuple[str, ...] | None, ...]] = OrderedDict()
         self._hits: dict[str, deque[int]] = {CHAMPION: deque(maxlen=window)}
         self._sent: deque[str] = deque(maxlen=window)  # recommendation ids, newest last
         self._sent_ids: set[str] = set()
@@ -90,13 +94,20 @@ class OnlineQuality:
                           challengers: Mapping[str, Sequence[str]] | None = None) -> None:
         """Remember the served list (and each challenger's for the same trigger)."""
         items = tuple(item_ids)
-        lists = {CHAMPION: frozenset(items)}
-        for name, challenger in (challengers or {}).items():
-            if name != CHAMPION:
-                lists[name] = frozenset(challenger)
+        if challengers:
+            lists: list[tuple[str, ...] | None] = [items] + [None] * (len(self._names) - 1)
+            for name, challenger in challengers.items():
+                if name == CHAMPION:
+                    continue
                 if name not in self._hits:
                     self._hits[name] = deque(maxlen=self.window)
-        self._last[user_id] = lists
+                    self._names.append(name)
+                    lists.append(None)
+                listed = tuple(challenger)
+                lists[self._names.index(name)] = items if listed == items else listed
+            self._last[user_id] = tuple(lists)
+        else:
+            self._last[user_id] = (items,)
         self._last.move_to_end(user_id)
         if len(self._last) > self.max_users:
             self._last.popitem(last=False)
@@ -122,8 +133,9 @@ class OnlineQuality:
         last = self._last.get(event.user_id)
         if last is not None:
             item = event.item_id
-            for name, items in last.items():
-                self._hits[name].append(int(item in items))
+            for name, items in zip(self._names, last):
+                if items is not None:
+                    self._hits[name].append(int(item in items))
         rid = event.recommendation_id
         if rid is not None and event.event_type in FEEDBACK_TYPES and rid in self._sent_ids:
             self._clicked.add(rid)

@@ -90,3 +90,12 @@ def test_monitor_turns_pipeline_counts_into_counters():
     assert samples(m, "micromoment_bursts_skipped") == {(): 2.0}
     m.observe_pipeline({"expired": 1})  # a replaced recommender starts from zero again
     assert samples(m, "micromoment_impressions_expired") == {(): 6.0}
+
+
+def test_a_challenger_list_equal_to_the_champions_is_stored_once():
+    q = OnlineQuality(window=10)
+    q.on_recommendation("u1", ["a", "b"], "r1", challengers={"same": ["a", "b"], "other": ["c"]})
+    champion, same, other = q._last["u1"]  # the per-user memory: one LRU entry per user
+    assert same is champion and other == ("c",)
+    q.on_event(view(1, "u1", "b"))
+    assert q.hit_rate() == q.hit_rate("same") == 1.0 and q.hit_rate("other") == 0.0

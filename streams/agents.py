@@ -225,8 +225,9 @@ async def replicate_forgets() -> None:
     owns their partition.
 
     A cold model (no checkpoint restored) knows nothing from before this start, so
-    resets requested before it are not replayed; after a restore, ``restore_models``
-    sets ``pipeline.reset_replay_before_ms`` from the checkpoint's age.
+    resets requested before it need not be replayed; after a restore, the checkpoint's
+    age would say which ones (``pipeline.reset_replay_before_ms``). Either takes effect
+    once :func:`_replicate` passes the records' timestamps (``RawRecord.timestamp_ms``).
     """
     if pipeline.reset_replay_before_ms is None and pipeline.recommender.n_learned == 0:
         pipeline.reset_replay_before_ms = pipeline.clock()

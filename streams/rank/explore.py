@@ -55,7 +55,9 @@ def inclusion_probabilities(scores: np.ndarray, target: float, temperature: floa
     z = (scores - np.max(scores)) / (spread * max(temperature, 1e-9)) if spread > 0 else \
         np.zeros(m)
     weights = np.exp(z)
-    pi = np.zeros(m)
+    pi = weights * (target / weights.sum())
+    if pi.max() <= 1.0:  # the usual case: nothing to cap
+        return pi
     capped = np.zeros(m, dtype=bool)
     for _ in range(m):  # water-filling: cap at 1, give the rest to the uncapped
         free = ~capped
@@ -75,12 +77,12 @@ def count_distribution(pi: np.ndarray) -> np.ndarray:
     >>> count_distribution(np.array([0.5, 0.5])).tolist()
     [0.25, 0.5, 0.25]
     """
-    dist = np.zeros(len(pi) + 1)
-    dist[0] = 1.0
-    for j, p in enumerate(pi.tolist(), start=1):
-        dist[1 : j + 1] = dist[1 : j + 1] * (1.0 - p) + dist[:j] * p
-        dist[0] *= 1.0 - p
-    return dist
+    dist = [1.0]
+    for p in pi.tolist():  # a handful of items: plain floats beat numpy's call overhead
+        q = 1.0 - p
+        dist = [dist[0] * q] + [dist[j] * q + dist[j - 1] * p for j in range(1, len(dist))] + [
+            dist[-1] * p]
+    return np.array(dist)
 
 
 def exploit_propensities(n_exploit: int, pi: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.catalog import Catalog
+from streams.learners._common import stable_hash
 from streams.rank.bandit import LinearUCB
 from streams.rank.controls import apply_controls, novelty_of, popularity_level
 from streams.rank.diversity import category_similarity, mmr
@@ -99,6 +100,9 @@ class Selector:
     alpha, temperature
         The bandit's confidence width, and the softmax temperature (in standard
         deviations of the pool's upper bounds) of the exploration probabilities.
+    explore_block
+        Other candidates (besides the relevance pool) the bandit scores per request
+        (see :meth:`_explore_candidates`).
     new_item_s
         An item the catalog feed listed less than this many seconds (event time) ago is
         "just listed" in explanations. Items listed before the first event (the initial
@@ -116,6 +120,7 @@ class Selector:
         alpha: float = 1.0,
         temperature: float = 1.0,
         new_item_s: float = 259_200.0,
+        explore_block: int = 1_000,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -125,6 +130,7 @@ class Selector:
         self.alpha = alpha
         self.temperature = temperature
         self.new_item_s = new_item_s
+        self.explore_block = explore_block
         settings = Settings() if settings is None else settings
         self._catalog = Catalog() if catalog is None else catalog
         self._rate = float(settings.exploration_rate)
@@ -272,6 +278,7 @@ class Selector:
         blended, n_rows = request.blended, len(request.blended)
         allowed = self.allowed(request.candidates, request.controls)
         facts = _RequestFacts(self, request, allowed)
+        self._exposure = _grown(self._exposure, n_rows, 0.0)
         apply_controls(blended, request.personal, request.controls, allowed,
                        novelty=lambda: novelty_of(facts.unseen_all(), popularity_level(
                            request.popularity, allowed)),
@@ -283,6 +290,7 @@ class Selector:
             self._remember_request(request, allowed, np.empty(0, dtype=np.intp))
             return []
         pool = _top(blended, min(n_allowed, max(self.pool_size, 4 * k)))
+        facts.top_score = float(blended[pool[0]])
         exploit = pool[self._diversify(pool, blended, k, request.similarity)]
         self._remember_request(request, allowed, exploit)
 
@@ -290,12 +298,11 @@ class Selector:
         context = self._bandit.context_vector(request.context, facts.time_ms)
         if (request.explore and request.recommendation_id is not None and self._rate > 0
                 and k >= 2):
-            others = allowed.copy()
-            others[exploit] = False
-            other_rows = np.flatnonzero(others)
+            other_rows = self._explore_candidates(request, allowed, pool, exploit)
             if len(other_rows):
                 other_features = facts.features(other_rows)
                 upper = self._bandit.upper_bounds(context, other_features)
+                upper += _tie_breaker(request.user_id, other_rows)
                 picked = _top(upper, min(k - 1, len(other_rows)))  # positions in other_rows
                 pi = inclusion_probabilities(upper[picked], self._rate * k, self.temperature)
                 rng = random.Random(f"{self._seed}|{request.recommendation_id}")
@@ -316,6 +323,7 @@ class Selector:
             else:
                 item = next(scored)
                 listed.append((row, item.source, item.reason, item.score))
+        facts.listed = rows.tolist()
         if request.explain:
             reasons = distinct_reasons([facts.facts(row, source, base)
                                         for row, source, base, _ in listed])
@@ -328,6 +336,32 @@ class Selector:
             self._remember_impression(request, rows, context, facts)
             self._counts["explored_items"] += sum(explored)
         return items
+
+    def _explore_candidates(self, request: Request, allowed: np.ndarray, pool: np.ndarray,
+                            exploit: np.ndarray) -> np.ndarray:
+        """Rows the bandit may explore: the relevance pool's rest and the allowed items in a
+        block of ``explore_block`` catalog rows, placed by the user and their event count.
+
+        Scoring every candidate would cost catalog-sized passes per request; the block
+        moves through the catalog as the user acts, so over time every item gets its
+        chance. It depends only on the request (not on the random draw), so the
+        propensities stay exact.
+        """
+        n_rows = len(allowed)
+        if n_rows <= self.explore_block:
+            chosen = allowed.copy()
+        else:
+            state = request.state
+            position = f"{request.user_id}|{state.event_count if state is not None else 0}"
+            start = stable_hash(position) % n_rows
+            end = start + self.explore_block
+            chosen = np.zeros(n_rows, dtype=bool)
+            chosen[start:end] = True
+            chosen[: max(0, end - n_rows)] = True  # the block wraps around
+            chosen[pool] = True
+            chosen &= allowed
+        chosen[exploit] = False
+        return np.flatnonzero(chosen)
 
     def _diversify(self, pool: np.ndarray, blended: np.ndarray, k: int,
                    similarity: typing.Callable | None) -> np.ndarray:
@@ -422,6 +456,11 @@ class _RequestFacts:
         self._evidence: dict[str, tuple] | None = None
         self._ranked: np.ndarray | None = None
         self._top_level: float | None = None
+        self._top_popularity: float | None = None
+        self._similar_to_recent: dict[int, tuple] | None = None
+        self.listed: list[int] = []  # rows of the served list, once known
+        self.top_score: float | None = None  # the best allowed blended score, once known
+        self._members: dict[str, np.ndarray] = {}
 
     def seen_flags(self) -> np.ndarray:
         if self._seen_flags is None:
@@ -429,34 +468,47 @@ class _RequestFacts:
                 self.history_rows, self.n_rows)
         return self._seen_flags
 
-    def unseen(self, rows: np.ndarray) -> np.ndarray:
+    def unseen_all(self) -> np.ndarray:
         """Per row: the item has categories, none of which the user engaged with."""
+        if self._unseen_all is None:
+            index = self.selector._index
+            codes = index.codes(self.n_rows)
+            has = codes[:, 0] >= 0  # codes are packed from the left
+            self._unseen_all = has & ~index.any_flagged(self.seen_flags(), self.n_rows)
+        return self._unseen_all
+
+    def unseen(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`unseen_all` for some rows only."""
+        if self._unseen_all is not None:
+            return self._unseen_all[rows]
         index = self.selector._index
-        has = (index.codes(self.n_rows)[rows] >= 0).any(axis=1)
+        has = index.codes(self.n_rows)[rows, 0] >= 0
         return has & ~index.any_flagged(self.seen_flags(), self.n_rows, rows)
 
-    def unseen_all(self) -> np.ndarray:
-        if self._unseen_all is None:
-            self._unseen_all = self.unseen(np.arange(self.n_rows))
-        return self._unseen_all
+    def unseen_row(self, row: int) -> bool:
+        codes = self.selector._index.codes(self.n_rows)[row]
+        codes = codes[codes >= 0]
+        return bool(len(codes)) and not bool(self.seen_flags()[codes].any())
 
     def features(self, rows: np.ndarray) -> np.ndarray:
         """The bandit's candidate features (``CANDIDATE_FEATURES``) of ``rows``."""
-        blended = self.request.blended[rows]
+        request = self.request
         if self._top_level is None:
-            finite = np.where(self.allowed, self.request.blended, -np.inf)
-            top = float(np.max(finite, initial=-np.inf))
+            top = self.top_score if self.top_score is not None else float(
+                np.max(request.blended, initial=-np.inf))  # -inf outside ``allowed`` by now
             self._top_level = top if np.isfinite(top) and top > 0 else 1.0
-        popularity = np.maximum(np.nan_to_num(self.request.popularity[rows], nan=0.0), 0.0)
-        top_pop = float(np.max(self.request.popularity, where=self.allowed, initial=0.0))
-        exposure = self.selector._exposure
-        shown = np.where(rows < len(exposure), exposure[np.minimum(rows, len(exposure) - 1)], 0.0)
+            top_pop = float(np.max(request.popularity, initial=0.0))
+            self._top_popularity = float(np.log1p(top_pop)) if np.isfinite(top_pop) else 0.0
         out = np.empty((len(rows), 6))
         out[:, 0] = 1.0
-        out[:, 1] = np.clip(np.nan_to_num(blended / self._top_level, neginf=0.0), 0.0, 1.0)
-        out[:, 2] = np.log1p(popularity) / np.log1p(top_pop) if top_pop > 0 else 0.0
+        np.clip(request.blended[rows] * (1.0 / self._top_level), 0.0, 1.0, out=out[:, 1])
+        popularity = np.fmax(request.popularity[rows], 0.0)  # fmax: NaN -> 0
+        if self._top_popularity:
+            np.clip(np.log1p(popularity) * (1.0 / self._top_popularity), 0.0, 1.0, out=out[:, 2])
+        else:
+            out[:, 2] = 0.0
         out[:, 3] = self.unseen(rows)
-        out[:, 4] = 1.0 / np.sqrt(1.0 + shown)
+        out[:, 4] = 1.0 / np.sqrt(1.0 + self.selector._exposure[rows])
         out[:, 5] = popularity == 0
         return out
 
@@ -485,8 +537,11 @@ class _RequestFacts:
         overall = 1 + int(np.count_nonzero(self._ranked > value))
         in_category = None
         if category is not None:
-            members = self.selector._index.in_categories((category,), self.n_rows)
-            in_category = 1 + int(np.count_nonzero(members & (self._ranked > value)))
+            members = self._members.get(category)
+            if members is None:
+                members = self._members[category] = self._ranked[
+                    self.selector._index.in_categories((category,), self.n_rows)]
+            in_category = 1 + int(np.count_nonzero(members > value))
         return in_category, overall
 
     def facts(self, row: int, source: str, base: str) -> Facts:
@@ -501,20 +556,28 @@ class _RequestFacts:
         return Facts(
             item_id=self.selector._catalog.item_id_at(row), source=source, base=base,
             category=category, liked=liked, evidence=evidence.get(liked, ()) if liked else (),
-            new_item=self.selector.is_new(row), unseen=bool(self.unseen(np.array([row]))[0]),
+            new_item=self.selector.is_new(row), unseen=self.unseen_row(row),
             similar=similar, ranks=lambda row=row, category=category: self.ranks(row, category))
 
     def _similar(self, row: int) -> tuple[tuple[str, str], ...]:
-        state = self.request.state
-        recent = [i for i in state.recent_items if i in self.selector._catalog]
-        if not recent:
-            return ()
-        index_of = self.selector._catalog.index_of
-        sims = self.request.similarity(np.array([row]), np.array([index_of(i) for i in recent]))[0]
-        purchased = set(state.purchased)
-        order = np.argsort(-sims, kind="stable")
-        return tuple(("bought" if recent[j] in purchased else "viewed", recent[j])
-                     for j in order.tolist() if sims[j] > 0)
+        """The user's recent items by embedding similarity to ``row`` (positive only);
+        computed for the whole served list at the first call."""
+        if self._similar_to_recent is None:
+            self._similar_to_recent = {}
+            state = self.request.state
+            index_of = self.selector._catalog.index_of
+            recent = [(i, index_of(i)) for i in state.recent_items]
+            recent = [(i, r) for i, r in recent if r is not None]
+            rows = self.listed or [row]
+            if recent:
+                sims = self.request.similarity(np.array(rows), np.array([r for _, r in recent]))
+                purchased = set(state.purchased)
+                for listed_row, line in zip(rows, sims):
+                    order = np.argsort(-line, kind="stable").tolist()
+                    self._similar_to_recent[listed_row] = tuple(
+                        ("bought" if recent[j][0] in purchased else "viewed", recent[j][0])
+                        for j in order if line[j] > 0)
+        return self._similar_to_recent.get(row, ())
 
 
 def _grown(array: np.ndarray, needed: int, fill: float) -> np.ndarray:
@@ -534,10 +597,20 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     if n <= 0:
         return np.empty(0, dtype=np.intp)
     if n < len(scores):
-        top = np.argpartition(-scores, n - 1)[:n]
+        top = np.argpartition(-scores, n - 1)[:n]  # (faster than kth=len-n on many ties)
     else:
         top = np.arange(len(scores))
     return top[np.lexsort((top, -scores[top]))]
+
+
+def _tie_breaker(user_id: str, rows: np.ndarray) -> np.ndarray:
+    """A tiny per-user, per-item offset (below 1e-9): items the bandit cannot tell apart
+    (the same features, as in a catalog's long tail) are explored in a different order
+    for each user instead of always the lowest rows first. Deterministic, so the
+    propensities stay exact."""
+    mixed = (rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(stable_hash(user_id))) >> np.uint64(40)
+    return mixed.astype(np.float64) * (1e-9 / 2.0**24)
 
 
 def _request_key(user_id: str, state: UserState | None, context: dict | None, k: int,

@@ -17,10 +17,13 @@ How it is measured:
    default: a couple of sessions), under ``tracemalloc``: their traced growth divided by
    ``sample`` is what their own objects cost.
 3. Added to that: each per-user container's hash-table share at 100k users,
-   ``sys.getsizeof(container) / len(container)``. (Containers are found by walking the
-   objects reachable from the table, the recommender and the quality monitor, for any
-   dict or collection with at least 90% as many entries as there are users; none of
-   them is resized inside the traced window, and the stage checks it.)
+   ``sys.getsizeof(container) / len(container)``, and each per-user numpy array's bytes
+   (spare capacity included) over the users, ``array.nbytes / users``: a learner that
+   keeps its users' parameters in rows of an array allocates them before the window.
+   (Containers are found by walking the objects reachable from the table, the
+   recommender and the quality monitor, for any dict or collection with at least 90% as
+   many entries as there are users, and any array with as many rows; none of them is
+   resized inside the traced window, and the stage checks it.)
 
 ``bytes_per_user`` = 2 + 3. Details break it down per container (the value and key of the
 entry, by a ``sys.getsizeof`` walk: approximate, since objects shared between users, like
@@ -66,22 +69,29 @@ _SKIP = (str, bytes, int, float, bool, type(None), np.ndarray, np.generic, type,
 
 
 def per_user_containers(roots: dict[str, Any], min_len: int) -> dict[str, Any]:
-    """Collections with at least ``min_len`` entries reachable from ``roots``, by path.
+    """Collections with at least ``min_len`` entries reachable from ``roots``, by path;
+    numpy arrays too, with at least ``min_len`` rows (a learner's per-user parameters).
 
     Walks instance attributes, dict values and sequence items (not into the large
     collections themselves).
 
     >>> class Box: pass
     >>> box = Box(); box.users = {n: n for n in range(10)}; box.small = {"a": [1]}
+    >>> box.rows = np.zeros((16, 3)); box.items = np.zeros((4, 3))
     >>> sorted(per_user_containers({"box": box}, min_len=10))
-    ['box.users']
+    ['box.rows', 'box.users']
     """
     found: dict[str, Any] = {}
     seen: set[int] = set()
     stack: list[tuple[str, Any]] = list(roots.items())
     while stack:
         path, obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, _SKIP):
+        if id(obj) in seen:
+            continue
+        if isinstance(obj, np.ndarray) and obj.ndim and len(obj) >= min_len and obj.base is None:
+            found[path] = obj  # per-user rows (a learner's user parameters), not a view
+            continue
+        if isinstance(obj, _SKIP):
             continue
         seen.add(id(obj))
         if isinstance(obj, (dict, list, set, frozenset, tuple, deque)) and len(obj) >= min_len:
@@ -220,6 +230,18 @@ def _new_outside(roots: dict[str, Any], exclude: Iterable[Any]) -> int:
     return total
 
 
+def _resolve(roots: dict[str, Any], path: str) -> Any:
+    """The object at a :func:`per_user_containers` path made only of attributes (else
+    ``None``): where an array was found, to see whether it is still the one there."""
+    root, _, rest = path.partition(".")
+    if "[" in path or root not in roots:
+        return None
+    obj = roots[root]
+    for name in rest.split(".") if rest else ():
+        obj = getattr(obj, name, None)
+    return obj
+
+
 def _state_bytes_saturated(settings: Settings, shop: _OneUserShop, users: int = 200,
                            events: int = 300) -> float:
     """Traced bytes of a ``user_state`` value (with its key) after ``events`` events."""
@@ -296,11 +318,17 @@ def run_memory(n_users: int = 100_000, sample: int = 2_000, events_per_user: int
     records.clear()
     growth = {path: sys.getsizeof(c) - sizes_before[path] for path, c in containers.items()}
     # A plain dict grows only by resizing its hash table: not expected inside the window.
+    # (An array that grows is replaced by a new one: the learner's attribute no longer
+    # points at the array found here.)
     resized = [path for path, c in containers.items() if growth[path] and type(c) is not OrderedDict]
+    resized += [path for path, c in containers.items()
+                if isinstance(c, np.ndarray) and _resolve(roots, path) is not c]
     # Growth seen by getsizeof (an OrderedDict's per-entry nodes) is in the entry share below.
     churn = values.pop("churn")
     objects = (traced - sum(growth.values())) / sample - churn
-    shares = {path: sys.getsizeof(c) / len(c) for path, c in containers.items()}
+    # A dict's hash table per entry; an array's bytes (spare capacity included) per user.
+    shares = {path: (c.nbytes / len(worker.table) if isinstance(c, np.ndarray)
+                     else sys.getsizeof(c) / len(c)) for path, c in containers.items()}
     bytes_per_user = objects + sum(shares.values())
     progress("a heavy user's state")
     return {
@@ -310,7 +338,9 @@ def run_memory(n_users: int = 100_000, sample: int = 2_000, events_per_user: int
         "users": len(worker.table),
         "sample": sample,
         "events_per_user": events_per_user,
-        "containers": {path: {"entries": len(c), "entry_share": shares[path],
+        # For an array, "entries" is its rows (capacity, at least one per user).
+        "containers": {path: {"kind": "array" if isinstance(c, np.ndarray) else type(c).__name__,
+                              "entries": len(c), "entry_share": shares[path],
                               "value_objects": values[path]} for path, c in containers.items()},
         "user_id_key": values["user id"],
         "bounded_windows_excluded_per_user": churn,

@@ -33,12 +33,18 @@ def test_memory_per_user_counts_state_learners_and_quality():
     assert math.isfinite(result["bytes_per_user"]) and result["bytes_per_user"] > 0
     assert result["bytes_per_user"] == result["traced_objects_per_user"] + result["container_share_per_user"]
     containers = result["containers"]
-    # The table, the MF user parameters (latents, biases and their optimizer state), the
+    # The table, the MF user index (and parameter rows: latents, biases, optimizer state), the
     # content affinities and the quality monitor's last-recommendation LRU: one entry per user.
     assert "user_state" in containers and "quality._last" in containers
-    assert any(path.endswith("u_latents") for path in containers)
+    assert any(path.endswith("_mf._user_row") for path in containers)
     assert any("content" in path for path in containers)
-    assert all(c["entries"] == 3_000 for c in containers.values())
+    for path in ("user_state", "quality._last", "recommender._mf._user_row",
+                 "recommender._content._users"):  # one entry per user (other learners may
+        assert containers[path]["entries"] == 3_000  # also key contexts, or expire users)
+    # The MF user parameters are rows of arrays: counted by their bytes over the users.
+    rows = containers["recommender._mf._users"]
+    assert rows["kind"] == "array" and rows["entries"] >= 3_000 and rows["value_objects"] == 0
+    assert rows["entry_share"] >= (4 + 1) * 8  # [bias, latents] in float64, at least
     assert containers["user_state"]["value_objects"] > 0
     assert result["resized_in_window"] == []
     # A full dedupe window (256 ids) and 50 recent items cost more than 5 events.

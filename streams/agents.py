@@ -29,6 +29,7 @@ from streams.logs import pseudonymize
 from streams.monitor import monitor, readiness_problems
 from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
+from streams.recovery_gate import RecoveryGate
 from streams.security import aiokafka_options
 from streams.tables import user_profiles, user_state
 from streams.topics import (checkpoints_topic, dead_letters_topic, events_topic, items_topic,
@@ -44,6 +45,14 @@ monitor.worker_url = f"http://{settings.web_host}:{settings.web_port}"
 # Late-bound: a restored checkpoint replaces the recommender (and its catalog).
 monitor.catalog_size = lambda: int(pipeline.recommender.catalog_.available_mask().sum())
 monitor.categories_of = lambda item_id: pipeline.recommender.catalog_.categories_of(item_id)
+
+
+#: Topics the worker consumes in its consumer group (lag, stranded-partition checks).
+_INPUT_TOPICS = frozenset({settings.topic_events, settings.topic_items, settings.topic_users,
+                           settings.topic_decisions, settings.topic_rewards})
+#: Topics whose agents write tables: their events wait for the tables' recovery.
+_GATED_TOPICS = frozenset({settings.topic_events, settings.topic_users})
+_gate = RecoveryGate(lambda: app.consumer.assignment())
 
 
 def _raw(event: Any) -> RawRecord:
@@ -88,27 +97,40 @@ async def _crash(agent_name: str, exc: BaseException) -> None:
 
 @app.agent(events_topic, concurrency=1)
 async def process_events(stream: AsyncIterator[Any]) -> None:
-    """Events → user state (deduplicated) → learners → a recommendation per trigger."""
-    async for event in stream.events():  # type: ignore[attr-defined]
+    """Events → user state (deduplicated) → learners → a recommendation per trigger.
+
+    Acknowledged by hand, after the event is handled: one the recovery gate turns away is
+    left unacknowledged, so its offset is not committed and it is read again.
+    """
+    events = stream.noack()  # type: ignore[attr-defined]
+    async for event in events.events():
+        if not await _gate.admit(event.message.tp):
+            continue
         try:
-            started = perf_counter()
-            outcome = pipeline.process_event(_raw(event), user_state.get, user_profiles.get)
-            if outcome.dead_letter is not None:
-                await _send_dead_letter(outcome.dead_letter, "events")
-                monitor.observe_event("dead_lettered", None, perf_counter() - started)
-                continue
-            if outcome.applied:
-                user_state[outcome.user_id] = outcome.state.to_dict()  # type: ignore[union-attr]
-            if outcome.recommendation is not None:
-                await _send_recommendation(outcome.recommendation)
-            # Scores the event against the user's previous list before recording the new one.
-            monitor.observe_event("processed" if outcome.applied else "duplicate", outcome.event,
-                                  perf_counter() - started)
-            if outcome.recommendation is not None:
-                monitor.observe_recommendation(outcome.recommendation, outcome.personalized)
+            await _handle_event(event)
         except Exception as exc:
             await _crash("process_events", exc)
             raise
+        await events.ack(event)
+
+
+async def _handle_event(event: Any) -> None:
+    started = perf_counter()
+    outcome = pipeline.process_event(_raw(event), user_state.get, user_profiles.get)
+    if outcome.dead_letter is not None:
+        await _send_dead_letter(outcome.dead_letter, "events")
+        monitor.observe_event("dead_lettered", None, perf_counter() - started)
+        return
+    if outcome.applied:
+        user_state[outcome.user_id] = outcome.state.to_dict()  # type: ignore[union-attr]
+    if outcome.recommendation is not None:
+        await _send_recommendation(outcome.recommendation)
+    # Scores the event against the user's previous list before recording the new one.
+    monitor.observe_event("processed" if outcome.applied else "duplicate", outcome.event,
+                          perf_counter() - started)
+    if outcome.recommendation is not None:
+        monitor.observe_recommendation(outcome.recommendation, outcome.personalized,
+                                       outcome.challengers)
 
 
 @app.agent(items_topic, concurrency=1)
@@ -161,8 +183,12 @@ async def _forget(user_id: str, explicit: bool, *, history_only: bool = False) -
 @app.agent(users_topic, concurrency=1)
 async def process_users(stream: AsyncIterator[Any]) -> None:
     """Profile, consent and controls upserts → ``user_profiles`` (co-partitioned with
-    events); forgets; history resets (a request: the record's other fields are not applied)."""
-    async for event in stream.events():  # type: ignore[attr-defined]
+    events); forgets; history resets (a request: the record's other fields are not applied).
+    Acknowledged by hand, like :func:`process_events`, behind the same recovery gate."""
+    records = stream.noack()  # type: ignore[attr-defined]
+    async for event in records.events():
+        if not await _gate.admit(event.message.tp):
+            continue
         try:
             started = perf_counter()
             raw = _raw(event)
@@ -179,6 +205,7 @@ async def process_users(stream: AsyncIterator[Any]) -> None:
         except Exception as exc:
             await _crash("process_users", exc)
             raise
+        await records.ack(event)
 
 
 async def _replicate(topic: str, apply: Any, name: str) -> None:
@@ -208,7 +235,8 @@ async def _replicate(topic: str, apply: Any, name: str) -> None:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for messages in batches.values():
                 for m in messages:
-                    apply(RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers))
+                    apply(RawRecord(m.topic, m.partition, m.offset, m.key, m.value, m.headers,
+                                    m.timestamp))
     finally:
         await consumer.stop()
 
@@ -237,6 +265,9 @@ async def replicate_forgets() -> None:
         if done is not None:
             monitor.quality.forget(done[1])
             _checkpoints.forgotten(done[1])
+            if done[0] == "forget":  # pending decisions and their dedupe memory, too
+                from streams.decisions.agents import engine  # imports this module
+                engine.forget_user(done[1])
 
     await _replicate(settings.topic_users, apply, "forgets")
 
@@ -305,6 +336,8 @@ def restore_models() -> None:
                     type(exc).__name__, exc)
         return
     pipeline.recommender = model
+    # History resets older than the checkpoint are in it already: not replayed again.
+    pipeline.reset_replay_before_ms = int(chosen.created_at * 1000) - 5_000
     _checkpoints.written_at_learned = model.n_learned
     if chosen.worker == _checkpoints.writer.worker:
         _checkpoints.writer.resume_after(chosen.seq, chosen.chunks)
@@ -357,7 +390,9 @@ async def final_checkpoint(sender: Any, **kwargs: Any) -> None:
 
 @app.on_partitions_assigned.connect
 async def adopt_moved_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    """After a rebalance: take the newly owned partitions' users from other checkpoints."""
+    """After a rebalance: hold back the newly owned partitions' events until their state
+    is recovered; take their users' learned parameters from other checkpoints."""
+    _gate.assigned({tp for tp in assigned if tp.topic in _GATED_TOPICS})
     owned = {tp.partition for tp in assigned if tp.topic == settings.topic_events}
     new, _checkpoints.owned = owned - _checkpoints.owned, owned
     if new and _checkpoints.enabled:
@@ -388,9 +423,11 @@ class _RebalanceSensor(faust.Sensor):
 
     def on_rebalance_start(self, app: Any) -> dict:
         monitor.on_rebalance()
+        _gate.rebalance_started()
         return {"started": perf_counter()}
 
     def on_rebalance_end(self, app: Any, state: dict) -> None:
+        _gate.rebalance_ended()  # recovered, and stream partitions sought to committed offsets
         log.info("rebalance done in %.2f s; assigned %d partitions",
                  perf_counter() - state.get("started", perf_counter()), len(app.consumer.assignment()))
 
@@ -400,7 +437,7 @@ app.sensors.add(_RebalanceSensor())
 
 def _input_lags() -> dict[tuple[str, int], int]:
     """Per owned input partition: highwater minus the committed offset (messages)."""
-    inputs = {settings.topic_events, settings.topic_items, settings.topic_users}
+    inputs = _INPUT_TOPICS
     consumer = app.consumer
     lags = {}
     for tp in consumer.assignment():
@@ -436,7 +473,7 @@ class _StrandedPartitions:
         if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
             self.seen.clear()
             return []
-        inputs = {settings.topic_events, settings.topic_items, settings.topic_users}
+        inputs = _INPUT_TOPICS
         paused = {tp for tp in consumer._paused_partitions
                   if tp.topic in inputs and tp in consumer.assignment()}
         self.seen = {tp: self.seen.get(tp, 0) + 1 for tp in paused}
@@ -479,6 +516,7 @@ async def refresh_monitor() -> None:
         log.debug("lag not available: %s", exc)
     monitor.set_table_sizes({"user_state": len(user_state), "user_profiles": len(user_profiles)})
     recommender = pipeline.recommender
+    monitor.observe_pipeline(pipeline.stats())
     monitor.observe_learners({"content": recommender.content.n_learned,
                               "mf": recommender.mf.n_learned,
                               "popularity": recommender.popularity.n_learned})

@@ -113,8 +113,6 @@ def test_a_reward_on_a_recommended_item_changes_the_next_recommendation(live):
                for item in hats), hats
 
 
-@pytest.mark.xfail(strict=True, reason="waits for the worker to feed Monitor.observe_pipeline "
-                   "and the challengers (agents.py, lead) and for challenger_lists (ranking, R2)")
 def test_rewards_and_strategies_show_in_the_metrics(live):
     worker = live[2]
     user = "metric-clicker"

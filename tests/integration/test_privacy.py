@@ -116,7 +116,9 @@ def test_forget_erases_state_profile_and_learners(env, worker_factory):
     after = recommendations(bootstrap, settings.topic_recommendations,
                             until=lambda rs: any(r["trigger_event_id"] == "after-forget" for r in rs))
     rec = next(r for r in after if r["trigger_event_id"] == "after-forget")
-    assert rec["items"] and all(item["source"] == "popularity" for item in rec["items"])
+    # Nothing personal: popularity (global or in this context) and exploration only.
+    assert rec["items"] and {item["source"] for item in rec["items"]} <= {
+        "popularity", "context", "explore"}
     assert worker.get("/users/gdpr-alice")[1]["event_count"] == 1  # only the new request
 
     # Logs name forgotten users only by pseudonym.

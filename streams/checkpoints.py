@@ -28,11 +28,14 @@ Between checkpoints a crash loses at most ``MICROMOMENT_CHECKPOINT_INTERVAL`` se
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import logging
 import pickle
 import time
 import zlib
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -41,13 +44,15 @@ import orjson
 from streams.settings import Settings
 
 __all__ = ["CHECKPOINT_FORMAT", "CHUNK_BYTES", "Checkpoint", "CheckpointReader",
-           "CheckpointWriter", "read_checkpoints", "choose_checkpoint", "partition_of", "owned_by"]
+           "CheckpointWriter", "read_checkpoints", "choose_checkpoint", "partition_of", "owned_by",
+           "snapshot"]
 
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the pickled classes change incompatibly: an older checkpoint is then
 #: ignored (the worker starts cold, and says so) instead of half-loading.
-CHECKPOINT_FORMAT = 1
+#: 2: ImplicitMF keeps its parameters in numpy rows, no longer in a River BiasedMF.
+CHECKPOINT_FORMAT = 2
 #: Chunk size, well under Kafka's default 1 MB record limit.
 CHUNK_BYTES = 512 * 1024
 
@@ -66,6 +71,14 @@ class Checkpoint:
     def load(self) -> Any:
         """The unpickled model."""
         return pickle.loads(zlib.decompress(self.payload))
+
+    async def load_async(self, executor: Executor | None = None) -> Any:
+        """:meth:`load` for the event loop: decompressing runs in ``executor``.
+
+        (Unpickling holds the GIL from start to end wherever it runs, so it stays here.)
+        """
+        loop = asyncio.get_running_loop()
+        return pickle.loads(await loop.run_in_executor(executor, zlib.decompress, self.payload))
 
 
 class CheckpointWriter:
@@ -92,6 +105,7 @@ class CheckpointWriter:
         self.chunk_bytes = chunk_bytes
         self._seq = 0
         self._previous_chunks = 0
+        self._lock: asyncio.Lock | None = None  # created on the loop that first uses it
 
     def resume_after(self, seq: int, chunks: int) -> None:
         """Continue numbering after a restored checkpoint (and tombstone its chunks later)."""
@@ -100,7 +114,30 @@ class CheckpointWriter:
     def records(self, model: Any, *, n_learned: int, now: float | None = None
                 ) -> list[tuple[str, bytes | None]]:
         """Keys and values to send, in order: chunks, manifest, tombstones of the last one."""
-        payload = zlib.compress(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        return self.records_from_pickle(snapshot(model), n_learned=n_learned, now=now)
+
+    async def records_async(self, model: Any, *, n_learned: int, now: float | None = None,
+                            executor: Executor | None = None) -> list[tuple[str, bytes | None]]:
+        """:meth:`records` for the event loop: only the pickling runs on it.
+
+        Pickling must: the agents change the model between events, on the loop, so a
+        pickle taken elsewhere could see it half-updated (or fail on a dict resized under
+        it). Compressing and hashing the pickle, as long again, run in ``executor``
+        (zlib and hashlib release the GIL), while the loop goes on processing events.
+        One checkpoint at a time: a second call waits for the first to finish numbering.
+        """
+        lock = self._lock = self._lock or asyncio.Lock()
+        async with lock:
+            pickled = snapshot(model)
+            return await asyncio.get_running_loop().run_in_executor(
+                executor, functools.partial(self.records_from_pickle, pickled,
+                                            n_learned=n_learned, now=now))
+
+    def records_from_pickle(self, pickled: bytes, *, n_learned: int, now: float | None = None
+                            ) -> list[tuple[str, bytes | None]]:
+        """The records of a checkpoint of an already pickled model (touches no model, so it
+        can run in a thread)."""
+        payload = zlib.compress(pickled, 1)
         seq = self._seq + 1
         chunks = [payload[i:i + self.chunk_bytes]
                   for i in range(0, len(payload), self.chunk_bytes)] or [b""]
@@ -115,6 +152,12 @@ class CheckpointWriter:
                        for n in range(self._previous_chunks))
         self._seq, self._previous_chunks = seq, len(chunks)
         return records
+
+
+def snapshot(model: Any) -> bytes:
+    """The model pickled (highest protocol): the part of a checkpoint that must run where
+    the model is changed, between two changes."""
+    return pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class CheckpointReader:

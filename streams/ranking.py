@@ -38,11 +38,14 @@ one weight vector per user-history bucket, starting from hand-set priors): on ea
 positive event, the item the user engaged with is read as a choice among the
 candidates, and the weights (and the softmax temperature) take one step of a
 conditional-logit model of that choice, by the normalized scores of the candidates.
-When the event follows a ranking of the same user with nothing learned in between
-(always, in a replay), that ranking's scores are reused; otherwise they are recomputed
-on every ``blend_every``-th positive event only, to keep learning cheap. Then boolean masks for what must not be
-shown and ``argpartition`` for the top k. Each item's ``source`` is the component that
-contributed most to its score, and its ``reason`` gives that component's evidence.
+The blend learns from a uniform sample of the positive events (every
+``MICROMOMENT_BLEND_EVERY``-th, to keep learning cheap: each step needs the catalog's
+scores as they were before the event); when the event follows a ranking of the same
+user with nothing learned in between (always, in a replay, which therefore learns from
+every event), that ranking's scores are reused instead of recomputed. Then boolean
+masks for what must not be shown and ``argpartition`` for the top k. Each item's
+``source`` is the component that contributed most to its score, and its ``reason``
+gives that component's evidence.
 Users with no history get popularity and context; requests that opt out of
 personalization get popularity alone.
 """
@@ -172,7 +175,8 @@ class Recommender:
     ----------
     settings
         Reads ``popularity_half_life_s``, ``popularity_pace_events``, ``n_factors``,
-        ``seed``, ``exclude_recent``, ``skip_bursts`` and ``user_ttl_s``.
+        ``seed``, ``exclude_recent``, ``skip_bursts``, ``user_ttl_s``, ``blend_every``
+        and ``top_k``.
     catalog
         The item index to share; a new one is created if omitted.
     components
@@ -204,9 +208,10 @@ class Recommender:
     blend_learning_rate
         Step size of the blend's weights.
     blend_every
-        When a positive event does not follow a ranking of its user (whose scores are
-        reused), the blend recomputes the scores and learns on every ``blend_every``-th
-        such event only.
+        The blend learns from every ``blend_every``-th positive event (default: the
+        ``blend_every`` setting): each step needs the scores of the catalog as they were
+        before the event, reused from the user's ranking if nothing was learned since,
+        else recomputed.
 
     Examples
     --------
@@ -247,7 +252,7 @@ class Recommender:
         content_half_life_s: float = 1_800.0,
         content_attributes: tuple[str, ...] = (),
         blend_learning_rate: float = 0.05,
-        blend_every: int = 8,
+        blend_every: int | None = None,
     ) -> None:
         unknown = set(components) - set(COMPONENTS)
         if unknown:
@@ -266,8 +271,9 @@ class Recommender:
         self.content_half_life_s = content_half_life_s
         self.content_attributes = content_attributes
         self.blend_learning_rate = blend_learning_rate
-        self.blend_every = max(1, int(blend_every))
+        self.blend_every = blend_every
         settings = Settings() if settings is None else settings
+        self._blend_every = max(1, int(blend_every or settings.blend_every))
         self._enabled = frozenset(components) | {SOURCE_POPULARITY}
         self._exclude_recent = settings.exclude_recent
         self._skip_bursts = settings.skip_bursts
@@ -490,14 +496,17 @@ class Recommender:
         """One step of the learned blend on the event's item, scored as before the event."""
         n_items = len(self._catalog)
         row = self._catalog.index_of(event.item_id)
+        # A uniform sample of the positive events: learning only from events that follow
+        # their user's ranking (whose scores are at hand) would over-learn session
+        # continuations, so the cached scores only save the recomputation.
+        self._blend_tick += 1
+        if self._blend_tick % self._blend_every:
+            return
         last = self._last
         if (last is not None and last.user == event.user_id and last.version == self._version
                 and last.n_items == n_items):
             scores = last
         else:
-            self._blend_tick += 1
-            if self._blend_tick % self.blend_every:
-                return
             before = _state_before(state, event)
             candidates = self.candidates(before, n_items)
             features, _, _ = self._components(event.user_id, before, context, candidates,
@@ -605,9 +614,9 @@ class Recommender:
                                                           personalized)
         bucket = _bucket(state.event_count if state is not None else 0)
         blended = self._blended(features, bucket, candidates, n_items)
-        if personalized and state is not None:
+        if personalized and state is not None:  # (the selection below changes ``blended``)
             self._last = _Scores(user_id, self._version, n_items, bucket, features, candidates,
-                                 blended)
+                                 blended.copy())
         np.copyto(blended, -np.inf, where=~candidates)
 
         def describe(rows: np.ndarray) -> list[RecommendedItem]:  # source and reason per row
@@ -934,15 +943,18 @@ def _normalized(scores: np.ndarray, mask: np.ndarray, out: np.ndarray | None = N
 
     ``out=scores`` scales in place: ranking a large catalog is dominated by allocating
     and touching catalog-sized temporaries, so the hot path avoids them. Non-finite
-    scores (a diverged learner) are neutralized to the candidates' minimum first.
+    scores among the candidates (a diverged learner) are neutralized to the candidates'
+    finite minimum first; rows outside ``mask`` are never read by the ranking.
     """
-    if not np.isfinite(scores).all():
-        scores = np.where(np.isfinite(scores), scores, np.nan)
-        low = float(np.nanmin(np.where(mask, scores, np.nan))) if mask.any() else 0.0
-        scores = np.nan_to_num(scores, nan=low if math.isfinite(low) else 0.0)
-        out = None
     low = float(np.min(scores, where=mask, initial=np.inf))
     high = float(np.max(scores, where=mask, initial=-np.inf))
+    if not (math.isfinite(low) and math.isfinite(high)) and mask.any():  # NaN fails too
+        finite = np.isfinite(scores)
+        floor = float(np.min(scores, where=mask & finite, initial=np.inf))
+        scores = np.where(finite, scores, floor if math.isfinite(floor) else 0.0)
+        out = None
+        low = float(np.min(scores, where=mask, initial=np.inf))
+        high = float(np.max(scores, where=mask, initial=-np.inf))
     if out is None:
         out = np.empty_like(scores)
     if not high > low:

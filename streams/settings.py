@@ -133,6 +133,9 @@ class Settings:
     user_ttl_s: float = field(default=2_592_000.0, metadata=_env(
         "MICROMOMENT_USER_TTL", "event-time seconds after which an idle user's learned "
         "parameters (content, segment, context model, rating bias) are dropped"))
+    blend_every: int = field(default=16, metadata=_env(
+        "MICROMOMENT_BLEND_EVERY", "the learned blend takes a step on every Nth positive event "
+        "(each costs a scoring of the catalog; replay uses 1, its scores are at hand)"))
     n_factors: int = field(default=16, metadata=_env(
         "MICROMOMENT_N_FACTORS", "latent factors of the matrix-factorization learner"))
     seed: int = field(default=42, metadata=_env(
@@ -223,7 +226,8 @@ class Settings:
         if self.output_format not in ("json", "avro"):
             raise SettingsError("MICROMOMENT_OUTPUT_FORMAT must be 'json' or 'avro', "
                                 f"not {self.output_format!r}")
-        for name in ("partitions", "top_k", "recent_items_max", "dedupe_window", "n_factors"):
+        for name in ("partitions", "top_k", "recent_items_max", "dedupe_window", "n_factors",
+                     "blend_every"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1")
         for name in ("popularity_pace_events", "exclude_recent"):

@@ -14,7 +14,10 @@ What each adds (the module docstrings say why in full):
 * :class:`ContextualFM` -- who engages with what *where and when* (device, page, hour);
 * :class:`ItemTransitions` -- what people open next after the items just viewed;
 * :class:`UserSegments` -- which kind of shopper a new user is (segment cold start);
-* :class:`BurstDetector` -- not a recommender: flags bot-like bursts so nobody learns them.
+* :class:`BurstDetector` -- not a recommender: flags bot-like bursts so nobody learns them;
+* :class:`RatingBaseline` -- the rating a user would give an item (MAE/RMSE in replays).
+
+How much each recommender counts is learned too: :mod:`streams.learners.blend`.
 """
 
 from streams.learners.anomaly import BurstDetector
@@ -23,6 +26,7 @@ from streams.learners.context import ContextualFM
 from streams.learners.keyed_popularity import KeyedPopularity
 from streams.learners.matrix_factorization import ImplicitMF
 from streams.learners.popularity import DecayedPopularity
+from streams.learners.ratings import RatingBaseline
 from streams.learners.segments import UserSegments
 from streams.learners.sequence import ItemTransitions
 
@@ -34,5 +38,6 @@ __all__ = [
     "ImplicitMF",
     "ItemTransitions",
     "KeyedPopularity",
+    "RatingBaseline",
     "UserSegments",
 ]

@@ -181,7 +181,7 @@ class ChoiceBlend:
 
     def weights(self, bucket: int) -> np.ndarray:
         """The weights served for ``bucket`` (its best arm), in the order of :attr:`names`."""
-        return self._arms(bucket)[self.served(bucket)]
+        return self._arms(bucket)[self.served(bucket)].copy()
 
     def learned(self, bucket: int) -> np.ndarray:
         """A copy of the learned (likelihood) weights of ``bucket``."""
@@ -201,6 +201,13 @@ class ChoiceBlend:
         return dict(zip(self.arm_names(), self._hits[bucket].tolist()))
 
     def _arms(self, bucket: int) -> np.ndarray:
+        cache = self.__dict__.setdefault("_arm_cache", {})
+        arms = cache.get(bucket)
+        if arms is None:
+            arms = cache[bucket] = self._build_arms(bucket)
+        return arms
+
+    def _build_arms(self, bucket: int) -> np.ndarray:
         learned = self._weights[bucket]
         arms = np.tile(learned, (self._n_arms, 1))
         for c in range(len(self.names)):
@@ -264,11 +271,17 @@ class ChoiceBlend:
             updated = self._prior.copy()
             self._n_resets += 1
         self._weights[bucket] = updated
+        self.__dict__.get("_arm_cache", {}).pop(bucket, None)
         # d log p / d log T = T * (s_target - E_p[s])
         change = self.learning_rate * temperature * (float(scores[target]) - float(p @ scores))
         log_t = self._log_temperature[bucket] + min(max(change, -0.1), 0.1)
         self._log_temperature[bucket] = min(max(log_t, 0.0), math.log(100.0))
         self._counts[bucket] += 1
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_arm_cache", None)  # derived from the weights
+        return state
 
     def sample(self, n: int, target: int, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which of ``n`` candidates to take the expectation over, and how many each
@@ -291,7 +304,7 @@ class ChoiceBlend:
         size = min(rest, self.max_exact - len(sure))
         if size <= 0:
             return sure, np.ones(len(sure))
-        drawn = np.sort(self._rng.choice(rest, size=size, replace=False))
+        drawn = np.sort(self._rng.integers(rest, size=size))  # with replacement: cheap
         sample = np.flatnonzero(~keep)[drawn]
         rows = np.concatenate((sure, sample))
         counts = np.concatenate((np.ones(len(sure)), np.full(size, rest / size)))

@@ -52,7 +52,8 @@ class RatingBaseline:
     >>> for user, item, r in [("ann", "epic", 9), ("bob", "epic", 8), ("bob", "flop", 2),
     ...                       ("cy", "flop", 3), ("cy", "epic", 9)]:
     ...     ratings.learn_one(user, item, r, {"timestamp": 0})
-    >>> round(ratings.mean, 2), ratings.predict_one("dee", "epic") > ratings.predict_one("dee", "flop")
+    >>> epic, flop = ratings.predict_one("dee", "epic"), ratings.predict_one("dee", "flop")
+    >>> round(ratings.mean, 2), epic > flop
     (6.2, True)
     >>> 2.0 <= ratings.predict_one("dee", "unseen") <= 9.0
     True

@@ -78,14 +78,18 @@ def replay_settings(base: Settings | None = None, *, k: int = 10, seed: int | No
 
     No trigger types (the replay asks for its own recommendation before each event, so
     ``process_event`` must not rank a second time), no lower bound on timestamps (logs
-    are old; the clock is the event's own time), ``top_k`` = ``k``.
+    are old; the clock is the event's own time), ``top_k`` = ``k``, and the learned blend
+    steps on every positive event (``blend_every`` 1: every event follows its own
+    ranking, whose scores the step reuses, so it costs no extra scoring; the worker
+    samples every 16th by default).
 
     >>> s = replay_settings(Settings(), k=5, seed=1)
-    >>> s.trigger_event_types, s.min_timestamp_ms, s.top_k, s.seed
-    (frozenset(), 0, 5, 1)
+    >>> s.trigger_event_types, s.min_timestamp_ms, s.top_k, s.seed, s.blend_every
+    (frozenset(), 0, 5, 1, 1)
     """
     base = Settings() if base is None else base
-    overrides: dict[str, Any] = {"trigger_event_types": frozenset(), "min_timestamp_ms": 0, "top_k": k}
+    overrides: dict[str, Any] = {"trigger_event_types": frozenset(), "min_timestamp_ms": 0,
+                                 "top_k": k, "blend_every": 1}
     if seed is not None:
         overrides["seed"] = seed
     return base.with_overrides(**overrides)
@@ -446,4 +450,5 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
             "popularity_pace_events": settings.popularity_pace_events,
             "n_factors": settings.n_factors, "seed": settings.seed,
             "recent_items_max": settings.recent_items_max,
-            "exclude_recent": settings.exclude_recent, "skip_bursts": settings.skip_bursts}
+            "exclude_recent": settings.exclude_recent, "skip_bursts": settings.skip_bursts,
+            "blend_every": settings.blend_every}

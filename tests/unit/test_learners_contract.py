@@ -36,6 +36,7 @@ from streams.learners import (
     ImplicitMF,
     ItemTransitions,
     KeyedPopularity,
+    RatingBaseline,
     UserSegments,
 )
 from streams.records import ItemUpdate
@@ -123,6 +124,14 @@ SPECS = [
         per_user=True,
         make_small=lambda c: UserSegments(n_segments=4, max_users=20, catalog=c),
         sizes=lambda m: [(m.n_users, 20), (len(m._segment), 20)],
+    ),
+    Spec(
+        "RatingBaseline",
+        lambda c, s: RatingBaseline(item_damping=1.0, user_damping=1.0),
+        lambda m, u, n, x: np.array([_none(m.predict_one(u, f"i{i}", x)) for i in range(n)]),
+        per_user=True,
+        make_small=lambda c: RatingBaseline(max_users=20, max_items=30),
+        sizes=lambda m: [(m.n_users, 20), (len(m._items), 30)],
     ),
     Spec(
         "BurstDetector",

@@ -26,6 +26,17 @@ On these logs the planted structure *is* the category, so the MF adds nothing on
 content score is there; it keeps a small weight for what metadata does not capture
 (and gets the content weight when a user has no content affinity, e.g. a catalog
 without categories).
+
+Since issue #6 the weights are learned (``streams.learners.blend``) and the list is
+diversified (``MICROMOMENT_DIVERSITY`` 0.2, ``streams.rank``). The learned blend
+optimizes what the user does *next*, and in this shop a quarter of the picks continue
+along a sequence and a quarter come from any category: on seed 42, the share of the
+next event's item in the last list shown to that user rose from 0.252 (fixed weights)
+to 0.258 (learned; both without diversity), while the taste match of the last 1,000
+lists fell from 0.96 to 0.68 (0.55-0.56 with diversity, seeds 42 and 0): the lists now
+carry the sequence's next items and bestsellers of other categories. The test keeps
+what matters for the demo: the first event steers the list, and the lists stay far
+above chance and popularity.
 """
 
 from __future__ import annotations
@@ -42,7 +53,7 @@ from streams.synthetic import SyntheticShop
 
 T0 = 1_700_000_000_000
 CHANCE = 1 / 6
-POPULARITY_ONLY = {"content_weight": 0.0, "mf_weight": 0.0}
+POPULARITY_ONLY = {"components": ("popularity",)}
 
 
 def replay(seed: int, n_events: int = 3_000, **weights) -> tuple[list[float], Counter]:
@@ -75,11 +86,11 @@ def replay(seed: int, n_events: int = 3_000, **weights) -> tuple[list[float], Co
 
 @pytest.mark.parametrize("seed", [42, 0])
 def test_taste_match_within_the_first_live_minute(seed):
-    # Over seeds 0..9 and 42 (3,000 events, ~2,650 recommendations): the hybrid's last
-    # 1,000 matched 0.95-0.98 and its first 200 0.75-0.89 (a user's first event mostly
-    # decides); popularity alone matched 0.045-0.065 and 0.09-0.13, the former MF +
-    # popularity blend 0.10-0.14. The most frequent first item headed 5-13% of the
-    # hybrid's lists and 30-57% of popularity's.
+    # Fixed weights, over seeds 0..9 and 42 (3,000 events, ~2,650 recommendations): the
+    # hybrid's last 1,000 matched 0.95-0.98 and its first 200 0.75-0.89 (a user's first
+    # event mostly decides); popularity alone matched 0.045-0.065 and 0.09-0.13. With
+    # the learned blend and diversity (seeds 42, 0): first 200 0.83, 0.80; last 1,000
+    # 0.56, 0.55 (see the module docstring for why).
     hybrid, hybrid_first = replay(seed)
     popular, popular_first = replay(seed, **POPULARITY_ONLY)
     assert len(hybrid) == len(popular) > 2_000
@@ -87,9 +98,9 @@ def test_taste_match_within_the_first_live_minute(seed):
     popular_late = statistics.fmean(popular[-1_000:])
     print(f"seed {seed}: taste match hybrid first 200 {early:.3f}, last 1000 {late:.3f}; "
           f"popularity only last 1000 {popular_late:.3f}")
-    assert late > 0.85 > 5 * CHANCE
+    assert late > 0.45 > 2.5 * CHANCE
     assert early > 0.6
-    assert late > popular_late + 0.6
+    assert late > popular_late + 0.4
     # No single bestseller heads everyone's list any more (popularity alone: ~40%).
     assert max(hybrid_first.values()) / len(hybrid) < 0.2
     assert max(popular_first.values()) / len(popular) > 0.25

@@ -1,19 +1,25 @@
 """Replay on the real MovieTweetings 10K sample in ../shared/datasets/movietweetings.
 
-Measured on this project's 2-core machine (worker defaults, k=10):
+Measured on this project's 2-core machine (worker defaults, k=10), before and after the
+learners were wired into the ranking with a learned blend (issue #6):
 
-=============================  ======  ==========  ======
-configuration                  hybrid  popularity  random
-=============================  ======  ==========  ======
-ratings only                   0.0946  0.0865      0.0052
-ratings + genres (movies.dat)  0.0677  0.0865      0.0028
-ratings only, no decay         0.1626  0.1639      0.0052
-=============================  ======  ==========  ======
+===================================  ======  ==========  ======
+configuration                        hybrid  popularity  random
+===================================  ======  ==========  ======
+before: ratings only                 0.0946  0.0865      0.0052
+before: ratings + genres             0.0677  0.0865      0.0028
+before: ratings only, no decay       0.1626  0.1639      0.0052
+after: ratings only                  0.1674  0.1666      0.0049
+after: ratings + genres              0.1604  0.1587      0.0028
+===================================  ======  ==========  ======
 
-The last row checks the harness: popularity without decay (half-life 10^9 s) lands on
-the 0.164 measured independently for this log (``../shared/NOTES.md``). The default
-popularity half-life (1 h) is far too short for a log of ~23 ratings an hour, and the
-genre affinity pulls the hybrid below popularity: both are reported to the lead.
+What changed: the popularity half-life follows the log's pace (at least 500 events'
+time, ~21 h here, instead of 1 h for a log of ~23 ratings an hour), a low rating counts
+as engagement for popularity (the user did watch the film), and the blend's weights are
+learned per user-history bucket and served by their online HR@10, so the genre affinity
+after one rating no longer drags the hybrid below popularity. Users have ~2.6 ratings
+each, so the hybrid can only just beat popularity here; the margins are thin (a few
+dozen hits of 10,000) but the replay is deterministic.
 """
 
 from __future__ import annotations
@@ -65,11 +71,12 @@ def test_popularity_baseline_matches_the_independent_measurement():
 def test_hybrid_is_not_worse_than_popularity_with_worker_defaults():
     hybrid, popularity, random = hit_rates(replay(False))
     assert hybrid >= popularity > 5 * random
+    assert popularity > 0.16  # the pace-following half-life: ~ popularity without decay
 
 
-@pytest.mark.xfail(strict=True, reason="known defect for the lead (streams/ranking.py): with "
-                   "movies.dat genres the content affinity (weight 0.6 from a user's first "
-                   "rating) pulls HR@10 to 0.068 against popularity's 0.087")
 def test_hybrid_is_not_worse_than_popularity_with_genres():
-    hybrid, popularity, _ = hit_rates(replay(True))
-    assert hybrid >= popularity
+    out = replay(True)
+    hybrid, popularity, _ = hit_rates(out)
+    assert hybrid >= popularity > 0.15
+    # Ratings are predicted before they are learned (damped item and user means).
+    assert out["metrics"]["rated"] == 9_999 and out["metrics"]["mae"] < 1.5

@@ -125,7 +125,8 @@ class LinearUCB:
             self._theta = self._A_inv @ self._b
         return self._theta.reshape(self._h, self._c)
 
-    def estimate(self, context: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def estimate(self, context: np.ndarray, candidates: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
         """Expected reward and its standard deviation for each row of ``candidates``.
 
         ``candidates`` is ``(n, len(CANDIDATE_FEATURES))``; no side effects.
@@ -176,7 +177,8 @@ class LinearUCB:
             inverse = None
         if inverse is None or not np.all(np.isfinite(inverse)):  # start over rather than NaN
             d = self.dimension
-            self._A, self._A_inv, self._b = np.eye(d) * self.ridge, np.eye(d) / self.ridge, np.zeros(d)
+            self._A, self._A_inv = np.eye(d) * self.ridge, np.eye(d) / self.ridge
+            self._b = np.zeros(d)
         else:
             self._A_inv = inverse
         self._theta = None

@@ -13,8 +13,8 @@ sentence no earlier item used:
 * collaborative picks cycle through the user's recent items by embedding similarity;
 * explored items are "something different", with what is different when known: the
   category is new to the user, the item is just listed;
-* any item can fall back on its popularity rank, in its category or overall, or on being
-  just listed.
+* any item can fall back on its popularity rank, in its category or overall, on being
+  just listed, or on nobody having found it yet.
 
 Alternatives are generated lazily, so a list whose reasons are already distinct costs
 nothing extra. Only when every alternative of an item is taken does it repeat its first.
@@ -37,9 +37,12 @@ class Facts:
 
     ``base`` is the scoring part's reason (empty for explored items). ``liked`` is the
     item's category the user recently engaged with, ``evidence`` their recent items in
-    it (most recent first); ``new_item``: the catalog feed listed it recently. ``similar`` lazily lists the user's recent items most like
-    this one. ``ranks`` lazily gives the popularity rank in ``category`` and overall
-    (``None`` for an item without popularity).
+    it (most recent first); ``new_item``: the catalog feed listed it recently;
+    ``undiscovered``: nobody has engaged with it (no popularity); ``asked_new``: the
+    user's novelty dial asks for new things (so a new category is named first).
+    ``similar`` lazily lists the user's recent items most like this one; ``ranks``
+    lazily gives the popularity rank in ``category`` and overall (``None`` for an item
+    without popularity).
     """
 
     item_id: str
@@ -50,6 +53,8 @@ class Facts:
     evidence: Evidence = ()
     new_item: bool = False
     unseen: bool = False
+    undiscovered: bool = False
+    asked_new: bool = False
     similar: typing.Callable[[], Evidence] | None = None
     ranks: typing.Callable[[], tuple[int | None, int | None]] | None = field(default=None)
 
@@ -85,6 +90,8 @@ def _sentences(facts: Facts) -> typing.Iterator[str]:
         if category:
             yield f"something different in {category}"
     else:
+        if facts.asked_new and facts.unseen and category:
+            yield f"new to you: {category}"
         if source == "content" and facts.new_item and facts.liked:
             yield f"new in {facts.liked}, a category you like"
         if facts.base:
@@ -98,7 +105,9 @@ def _sentences(facts: Facts) -> typing.Iterator[str]:
                 yield f"because you {verb} {item}"
     if facts.new_item:
         yield f"just listed in {category}" if category else "just listed"
-    if facts.ranks is not None:
+    if facts.undiscovered:
+        yield f"still undiscovered in {category}" if category else "still undiscovered"
+    elif facts.ranks is not None:
         in_category, overall = facts.ranks()
         if in_category is not None and category:
             yield f"#{in_category} in {category} right now"

@@ -69,16 +69,16 @@ def parse_reward_weights(text: str) -> dict[str, float]:
 
 @dataclass(slots=True)
 class Impression:
-    """One served list, pending feedback.
+    """One served list, pending feedback (compact: ~1 KB; thousands are held).
 
-    ``features`` holds each item's candidate features (rows aligned with ``items``),
-    ``context`` the request's context vector; ``rewards`` the best reward attributed so
-    far per item; ``learned`` whether the item's observation is in the bandit yet.
+    ``rows`` are the listed items' catalog rows (a row is never reused by another item),
+    ``features`` each item's candidate features, ``context`` the request's context
+    vector; ``rewards`` the best reward attributed so far per item; ``learned`` whether
+    the item's observation is in the bandit yet.
     """
 
     user_id: str
     created_ms: float
-    items: tuple[str, ...]
     rows: np.ndarray
     context: np.ndarray
     features: np.ndarray
@@ -92,16 +92,16 @@ class ImpressionLog:
     Examples
     --------
     >>> log = ImpressionLog(window_ms=1_000, max_pending=2)
-    >>> def impression(user, t):
-    ...     return Impression(user, t, ("a", "b"), np.array([0, 1]), np.ones(1), np.ones((2, 1)),
+    >>> def impression(user, t):  # listing catalog rows 7 and 3
+    ...     return Impression(user, t, np.array([7, 3]), np.ones(1), np.ones((2, 1)),
     ...                       np.zeros(2), np.zeros(2, dtype=bool))
     >>> log.remember("r1", impression("ann", 0))
     []
     >>> log.remember("r1", impression("ann", 5))  # the same list re-emitted: kept once
     []
-    >>> log.find("r1", "ann", "b", 900)[1], log.find("r1", "bob", "b", 900)
-    (1, None)
-    >>> log.find("r1", "ann", "b", 1_001) is None  # after the window: not attributed
+    >>> log.find("r1", "ann", 3, 900)[1], log.find("r1", "bob", 3, 900), log.find("r1", "ann", 5, 9)
+    (1, None, None)
+    >>> log.find("r1", "ann", 3, 1_001) is None  # after the window: not attributed
     True
     >>> [old.user_id for old in log.remember("r2", impression("bob", 10))]
     []
@@ -140,18 +140,17 @@ class ImpressionLog:
             evicted.append(self._pending.popitem(last=False)[1])
         return evicted
 
-    def find(self, recommendation_id: str, user_id: str, item_id: str | None, t_ms: float
+    def find(self, recommendation_id: str, user_id: str, row: int | None, t_ms: float
              ) -> tuple[Impression, int] | None:
-        """The pending impression and item position an event at ``t_ms`` is feedback on."""
+        """The pending impression and position of catalog ``row`` in it that an event of
+        ``user_id`` at ``t_ms`` is feedback on, if any."""
         impression = self._pending.get(recommendation_id)
-        if impression is None or impression.user_id != user_id or item_id is None:
+        if impression is None or impression.user_id != user_id or row is None:
             return None
         if t_ms > impression.created_ms + self.window_ms:
             return None
-        try:
-            return impression, impression.items.index(item_id)
-        except ValueError:
-            return None
+        positions = np.flatnonzero(impression.rows == row)
+        return (impression, int(positions[0])) if len(positions) else None
 
     def expired(self, now_ms: float) -> typing.Iterator[Impression]:
         """Pop and yield impressions whose window closed before ``now_ms``, oldest first.

@@ -35,10 +35,19 @@ import numpy as np
 from streams.catalog import Catalog
 from streams.learners._common import stable_hash
 from streams.rank.bandit import LinearUCB
-from streams.rank.controls import apply_controls, novelty_of, popularity_level
+from streams.rank.controls import (
+    apply_controls,
+    novelty_of,
+    novelty_shift,
+    popularity_level,
+)
 from streams.rank.diversity import category_similarity, mmr
 from streams.rank.explain import Facts, distinct_reasons
-from streams.rank.explore import exploit_propensities, inclusion_probabilities, sample_slate
+from streams.rank.explore import (
+    exploit_propensities,
+    inclusion_probabilities,
+    sample_slate,
+)
 from streams.rank.feedback import Impression, ImpressionLog, parse_reward_weights
 from streams.rank.items import ItemIndex
 from streams.records import Event, RecommendedItem, UserControls
@@ -218,7 +227,8 @@ class Selector:
         weight = self._rewards.get(event.event_type)
         if weight is None or event.recommendation_id is None:
             return
-        found = self._log.find(event.recommendation_id, event.user_id, event.item_id, t)
+        row = self._catalog.index_of(event.item_id) if event.item_id is not None else None
+        found = self._log.find(event.recommendation_id, event.user_id, row, t)
         if found is None:
             return
         impression, position = found
@@ -280,8 +290,8 @@ class Selector:
         facts = _RequestFacts(self, request, allowed)
         self._exposure = _grown(self._exposure, n_rows, 0.0)
         apply_controls(blended, request.personal, request.controls, allowed,
-                       novelty=lambda: novelty_of(facts.unseen_all(), popularity_level(
-                           request.popularity, allowed)),
+                       novelty=lambda shift: novelty_of(facts.unseen_all(), popularity_level(
+                           request.popularity, allowed), shift),
                        strength=self.novelty_strength)
         np.copyto(blended, -np.inf, where=~allowed)
         n_allowed = int(np.count_nonzero(allowed))
@@ -375,18 +385,17 @@ class Selector:
         return mmr(blended[pool], sim, k, self._diversity)
 
     def _remember_impression(self, request: Request, rows: np.ndarray, context: np.ndarray,
-                             facts: "_RequestFacts") -> None:
+                             facts: _RequestFacts) -> None:
         """Hold the served list with the features each item was judged by (the same the
         bandit saw when it drew the explored ones: nothing changed in between)."""
         rid = request.recommendation_id
         if rid in self._log:
             return
         features = facts.features(rows)
-        item_id_at = self._catalog.item_id_at
         impression = Impression(
             user_id=request.user_id, created_ms=facts.time_ms if facts.time_ms is not None
-            else 0.0, items=tuple(item_id_at(r) for r in rows.tolist()), rows=rows.copy(),
-            context=context, features=features, rewards=np.zeros(len(rows)),
+            else 0.0, rows=rows.astype(np.int32), context=context.astype(np.float32),
+            features=features.astype(np.float32), rewards=np.zeros(len(rows), np.float32),
             learned=np.zeros(len(rows), dtype=bool))
         self._counts["impressions"] += 1
         for old in self._log.remember(rid, impression):
@@ -552,11 +561,13 @@ class _RequestFacts:
         category = liked or (categories[0] if categories else None)
         similar = None
         if self.request.similarity is not None and self.request.state is not None:
-            similar = lambda row=row: self._similar(row)  # noqa: E731
+            similar = lambda row=row: self._similar(row)
         return Facts(
             item_id=self.selector._catalog.item_id_at(row), source=source, base=base,
             category=category, liked=liked, evidence=evidence.get(liked, ()) if liked else (),
             new_item=self.selector.is_new(row), unseen=self.unseen_row(row),
+            undiscovered=not float(self.request.popularity[row]) > 0,
+            asked_new=novelty_shift(self.request.controls) > 0,
             similar=similar, ranks=lambda row=row, category=category: self.ranks(row, category))
 
     def _similar(self, row: int) -> tuple[tuple[str, str], ...]:

@@ -14,8 +14,8 @@ import re
 import numpy as np
 import pytest
 
-from streams.ranking import Recommender
 from streams.rank.diversity import category_similarity, mmr
+from streams.ranking import Recommender
 from streams.records import Event, ItemUpdate, RecommendedItem, UserControls
 from streams.settings import Settings
 from streams.state import UserState
@@ -35,7 +35,9 @@ class Shop:
     def __init__(self, n_items: int = 200, seed: int = 0, n_background: int = 800,
                  attributes: dict[int, dict] | None = None, **settings) -> None:
         settings.setdefault("skip_bursts", False)  # one event a second all day is no bot here
-        self.rec = Recommender(Settings(seed=seed, **settings))
+        # The blend's prior weights, not learned: these tests are about what selection does
+        # with the scores, whatever the blend would learn from this small shop.
+        self.rec = Recommender(Settings(seed=seed, **settings), learn_blend=False)
         for i in range(n_items):
             self.rec.apply_item(ItemUpdate(f"i{i:03d}", categories=(f"c{i % N_CATEGORIES}",),
                                            attributes=(attributes or {}).get(i, {})))
@@ -169,8 +171,12 @@ def test_novelty_moves_towards_unseen_categories_and_less_popular_items():
 
     assert ids(shop.recommend("ann", 10, controls=UserControls(novelty=0.5))) == ids(
         shop.recommend("ann", 10))  # 0.5 is neutral
-    assert unseen_share(1.0) > unseen_share(0.5) >= unseen_share(0.0)
+    assert unseen_share(1.0) > unseen_share(0.75) > unseen_share(0.5) >= unseen_share(0.0)
+    assert 0 < unseen_share(0.75) < 1  # a mix
     assert mean_popularity(1.0) < mean_popularity(0.5) <= mean_popularity(0.0)
+    new = shop.recommend("ann", 10, controls=UserControls(novelty=1.0))
+    assert any(r.reason.startswith("new to you: c") for r in new)  # says why
+    assert all(popularity.predict_one("x", r.item_id) > 0 for r in new)  # the tail, not dead
 
 
 # -- diversity ------------------------------------------------------------------------------
@@ -195,7 +201,7 @@ def test_diversity_brings_more_categories_for_a_one_category_user_keeping_releva
             assert item in best_of[category(item)][:3]
     in_c4 = [i for i in ids(varied) if category(i) == "c4"]
     assert len(in_c4) >= 3  # the taste still dominates
-    assert set(in_c4) <= set([i for i in ranked if category(i) == "c4"][: len(in_c4) + 2])
+    assert all(ranked.index(i) < 20 for i in in_c4)  # near the top of the relevance order
 
 
 def test_mmr_and_category_similarity():
@@ -214,6 +220,7 @@ REASON_FORMS = [
     r"#\d+ most popular right now", r"popular right now", r"available now",
     r"because you (viewed|bought) i\d{3}", r"often (viewed|bought) after i\d{3}",
     r"new in c\d, a category you like", r"just listed in c\d", r"something different.*",
+    r"still undiscovered in c\d", r"new to you: c\d",
     r"popular .*", r"picked for .*", r"matches your taste", r"matches what you like",
 ]
 

@@ -76,6 +76,9 @@ class Settings:
     fetch_max_wait_ms: int = field(default=20, metadata=_env(
         "MICROMOMENT_FETCH_MAX_WAIT_MS", "longest a consumer fetch waits for data (latency bound "
         "on brokers that hold fetches, like the embedded one)"))
+    producer_linger_ms: int = field(default=2, metadata=_env(
+        "MICROMOMENT_PRODUCER_LINGER_MS", "how long the worker's producer waits to batch "
+        "changelog writes and outputs into one request (adds up to this to latency)"))
     broker_wait_s: float = field(default=30.0, metadata=_env(
         "MICROMOMENT_BROKER_WAIT", "seconds a command waits for the broker before giving up"))
     security_protocol: str = field(default="PLAINTEXT", metadata=_env(
@@ -230,7 +233,7 @@ class Settings:
                      "blend_every"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{_var(name)} must be at least 1")
-        for name in ("popularity_pace_events", "exclude_recent"):
+        for name in ("popularity_pace_events", "exclude_recent", "producer_linger_ms"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{_var(name)} must not be negative")
         if not self.user_ttl_s > 0:

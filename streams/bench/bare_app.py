@@ -3,7 +3,9 @@
 ``python -m streams.bench.bare_app --mode count|table|table_send ...`` runs one Faust app
 with one agent on one topic and nothing else. It is configured like the worker's app
 (``streams/app.py``): the same Faust version and ``micromoment://`` transport (so the same
-fetch wait, ``MICROMOMENT_FETCH_MAX_WAIT_MS``), raw key and value serializers, the memory
+fetch wait, ``MICROMOMENT_FETCH_MAX_WAIT_MS``; the bench runs it with Faust's default
+producer linger, 0 ms, see ``throughput.BARE_PRODUCER_LINGER_MS``), raw key and value
+serializers, the memory
 store, ``at_least_once``, the same session timeout and heartbeat, the same partitions, an
 agent at concurrency 1 iterating ``stream.events()``, the web server in the event loop.
 

@@ -22,8 +22,10 @@ per row, normalized over the candidates:
 
 * **popularity**: time-decayed interaction weight (its half-life follows the log's
   pace); the cold-start fallback and, within a liked category, the tie-breaker;
-* **context**: popularity in the request's context and the user's segment ("popular on
-  mobile this evening", "popular with shoppers like you");
+* **context**: popularity in the request's context (device, daypart: "popular on mobile
+  this evening"), with a week's half-life, since such patterns recur daily;
+* **segment**: popularity among the users of the user's segment ("popular with shoppers
+  like you"), the segment being the user's online k-means cluster;
 * **content**: the user's time-decayed affinity for the item's categories; meaningful
   after one event, and it scores new items by their category (item cold start);
 * **collaborative**: the matrix-factorization score, once the user has a few events;
@@ -97,21 +99,24 @@ NEGATIVE = -1.0
 
 SOURCE_POPULARITY = "popularity"
 SOURCE_CONTEXT = "context"
+SOURCE_SEGMENT = "segment"
 SOURCE_CONTENT = "content"
 SOURCE_COLLABORATIVE = "collaborative"
 SOURCE_SEQUENCE = "sequence"
 SOURCE_FM = "fm"
 #: The blended components, in the order of the learned weight vectors.
-COMPONENTS = (SOURCE_POPULARITY, SOURCE_CONTEXT, SOURCE_CONTENT, SOURCE_COLLABORATIVE,
-              SOURCE_SEQUENCE, SOURCE_FM)
+COMPONENTS = (SOURCE_POPULARITY, SOURCE_CONTEXT, SOURCE_SEGMENT, SOURCE_CONTENT,
+              SOURCE_COLLABORATIVE, SOURCE_SEQUENCE, SOURCE_FM)
 #: Starting weights of the learned blend. Content, MF and popularity are the weights the
 #: fixed blend used (``tests/unit/test_quality.py``), so the first events rank as before.
-PRIOR_WEIGHTS = {SOURCE_POPULARITY: 0.3, SOURCE_CONTEXT: 0.1, SOURCE_CONTENT: 0.6,
+PRIOR_WEIGHTS = {SOURCE_POPULARITY: 0.3, SOURCE_CONTEXT: 0.1, SOURCE_SEGMENT: 0.1,
+                 SOURCE_CONTENT: 0.6,
                  SOURCE_COLLABORATIVE: 0.1, SOURCE_SEQUENCE: 0.3, SOURCE_FM: 0.1}
 #: ``model_version`` names the enabled components in this order (the historical prefix
 #: ``content+mf+pop`` first).
 _VERSION_NAMES = ((SOURCE_CONTENT, "content"), (SOURCE_COLLABORATIVE, "mf"),
                   (SOURCE_POPULARITY, "pop"), (SOURCE_SEQUENCE, "seq"), (SOURCE_CONTEXT, "ctx"),
+                  (SOURCE_SEGMENT, "segment"),
                   (SOURCE_FM, "fm"))
 #: A user's history bucket for the learned blend: 0 events, 1-2, 3-9, 10 or more.
 HISTORY_BUCKETS = (1, 3, 10)
@@ -205,6 +210,11 @@ class Recommender:
     content_attributes
         Item attributes (e.g. ``("brand",)``) learned as content features alongside
         the categories; none by default.
+    context_half_life_s
+        Event-time half-life of the popularity per context and segment. Long (a week)
+        by default: what is popular on mobile in the evening recurs every evening, so
+        it must outlive the day in between (with an hour, it was no better than plain
+        popularity on the planted context log).
     blend_learning_rate
         Step size of the blend's weights.
     blend_every
@@ -232,7 +242,7 @@ class Recommender:
     >>> rec.recommend("new-user", None, {}, k=1)[0].reason
     'popular right now'
     >>> rec.model_version
-    'content+mf+pop+seq+ctx+fm:1'
+    'content+mf+pop+seq+ctx+segment+fm:1'
     """
 
     def __init__(
@@ -251,6 +261,7 @@ class Recommender:
         n_negatives: int = 3,
         content_half_life_s: float = 1_800.0,
         content_attributes: tuple[str, ...] = (),
+        context_half_life_s: float = 7 * 86_400.0,
         blend_learning_rate: float = 0.05,
         blend_every: int | None = None,
     ) -> None:
@@ -270,6 +281,7 @@ class Recommender:
         self.n_negatives = n_negatives
         self.content_half_life_s = content_half_life_s
         self.content_attributes = content_attributes
+        self.context_half_life_s = context_half_life_s
         self.blend_learning_rate = blend_learning_rate
         self.blend_every = blend_every
         settings = Settings() if settings is None else settings
@@ -293,7 +305,11 @@ class Recommender:
             content_half_life_s, attributes=content_attributes, catalog=self._catalog,
             user_ttl_s=ttl,
         )
-        self._keyed = KeyedPopularity(settings.popularity_half_life_s, catalog=self._catalog)
+        self._keyed = KeyedPopularity(
+            context_half_life_s, keys=(("device", "daypart"), ("device",), ("daypart",)),
+            catalog=self._catalog)
+        self._by_segment = KeyedPopularity(context_half_life_s, keys=(("segment",),),
+                                           catalog=self._catalog)
         self._segments = UserSegments(seed=settings.seed, user_ttl_s=ttl, catalog=self._catalog)
         self._sequence = ItemTransitions(catalog=self._catalog)
         self._fm = ContextualFM(
@@ -343,6 +359,10 @@ class Recommender:
     @property
     def keyed_popularity(self) -> KeyedPopularity:
         return self._keyed
+
+    @property
+    def segment_popularity(self) -> KeyedPopularity:
+        return self._by_segment
 
     @property
     def segments(self) -> UserSegments:
@@ -412,7 +432,7 @@ class Recommender:
 
     @property
     def model_version(self) -> str:
-        """Strategy and number of learned events, e.g. ``"content+mf+pop+seq+ctx+fm:1234"``."""
+        """Strategy and number of learned events, e.g. ``"content+mf+pop+seq+ctx+segment+fm:1234"``."""
         names = "+".join(short for name, short in _VERSION_NAMES if name in self._enabled)
         return f"{names}:{self._n_learned}"
 
@@ -473,12 +493,15 @@ class Recommender:
         if engagement > 0:
             self._popularity.learn_one(user, item, engagement, x)
             if SOURCE_CONTEXT in enabled:
+                self._keyed.learn_one(user, item, engagement, dict(context,
+                                                                   timestamp=event.timestamp))
+            if SOURCE_SEGMENT in enabled:
                 self._segments.learn_one(user, item, engagement, x)
                 segment = self._segments.segment_of(user)
-                keyed = dict(context, timestamp=event.timestamp)
                 if segment is not None:
-                    keyed["segment"] = str(segment)
-                self._keyed.learn_one(user, item, engagement, keyed)
+                    self._by_segment.learn_one(user, item, engagement,
+                                               {"timestamp": event.timestamp,
+                                                "segment": str(segment)})
             if SOURCE_SEQUENCE in enabled:
                 session = event.context.get("session_id") if event.context else None
                 self._sequence.learn_one(user, item, engagement,
@@ -706,9 +729,13 @@ class Recommender:
         evidence: dict[str, np.ndarray] = {}
         if not personalized:
             return features, evidence, popularity
-        if SOURCE_CONTEXT in enabled and self._keyed.n_learned:
-            keyed = self._keyed.score_all(n_items, self._keyed_x(user_id, x))
+        if SOURCE_CONTEXT in enabled and self._keyed.n_learned and self._keyed.keys_of(x):
+            keyed = self._keyed.score_all(n_items, x)
             features[SOURCE_CONTEXT] = _normalized(keyed, candidates, out=keyed)
+        segment = self._segments.segment_of(user_id) if SOURCE_SEGMENT in enabled else None
+        if segment is not None and self._by_segment.n_learned:
+            by_segment = self._by_segment.score_all(n_items, {"segment": str(segment)})
+            features[SOURCE_SEGMENT] = _normalized(by_segment, candidates, out=by_segment)
         if state is None:
             return features, evidence, popularity
         if SOURCE_CONTENT in enabled and self._content_is_warm(user_id, state):
@@ -754,10 +781,6 @@ class Recommender:
             if vector is not None and weights[j] != 0.0:
                 blended += weights[j] * vector
         return blended
-
-    def _keyed_x(self, user_id: str, x: dict) -> dict:
-        segment = self._segments.segment_of(user_id)
-        return x if segment is None else dict(x, segment=str(segment))
 
     def _content_is_warm(self, user_id: str, state: UserState) -> bool:
         return (
@@ -811,8 +834,7 @@ class Recommender:
         liked = self._liked_categories(
             user_id, [i for i, s in picked.items() if s == SOURCE_CONTENT], state
         )
-        context_reason = (self._keyed.describe(self._keyed_x(user_id, x))
-                          if SOURCE_CONTEXT in sources else "")
+        context_reason = self._keyed.describe(x) if SOURCE_CONTEXT in sources else ""
         recent = state.recent_items if state is not None else []
         purchased = set(state.purchased) if state is not None else set()
         items = []
@@ -825,6 +847,8 @@ class Recommender:
                 reason = self._after(item_id, recent, purchased)
             elif source == SOURCE_CONTEXT:
                 reason = context_reason
+            elif source == SOURCE_SEGMENT:
+                reason = "popular with shoppers like you"
             elif source == SOURCE_FM:
                 reason = self._fm_reason(user_id, item_id, x)
             else:

@@ -133,7 +133,7 @@ def test_prequential_hybrid_beats_popularity_only(seed, weights, margin):
     print(f"seed {seed}: HR@10 {weights or 'hybrid'}={hybrid:.3f} popularity={popular:.3f}")
     assert hybrid >= popular + margin, (hybrid, popular)
     assert rec.mf.n_resets == 0
-    names = "content+mf+pop+seq+ctx+fm" if not weights else "mf+pop"
+    names = "content+mf+pop+seq+ctx+segment+fm" if not weights else "mf+pop"
     assert rec.model_version == f"{names}:{rec.n_learned}"
     assert rec.n_learned + rec.bursts_skipped == len(events)
 
@@ -185,9 +185,9 @@ def test_recommendation_request_teaches_nothing():
     h = Harness(n_items=3)
     h.act("u", None, "recommendation_request")
     assert h.rec.n_learned == 0
-    assert h.rec.model_version == "content+mf+pop+seq+ctx+fm:0"
+    assert h.rec.model_version == "content+mf+pop+seq+ctx+segment+fm:0"
     h.act("u", "item-001", "click")
-    assert h.rec.model_version == "content+mf+pop+seq+ctx+fm:1"
+    assert h.rec.model_version == "content+mf+pop+seq+ctx+segment+fm:1"
 
 
 # -- ranking ------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def trained() -> Harness:
     return _trained()
 
 
-COLD_SOURCES = {"popularity", "context"}  # what is known without the user's history
+COLD_SOURCES = {"popularity", "context", "segment"}  # what is known without the user's history
 
 
 def test_cold_start_user_gets_popularity_with_reasons():

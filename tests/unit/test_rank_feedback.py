@@ -37,6 +37,8 @@ def test_propensities_are_the_frequencies_of_repeated_draws():
             counts[r.item_id] += 1
             assert reported.setdefault(r.item_id, r.propensity) == r.propensity  # fixed state
             sources[r.item_id].add(r.source)
+            if r.source == "explore":
+                assert r.reason.startswith("something different"), r.reason
     assert shop.rec.selector.bandit.n_learned == 0
     explored = {i for i, s in sources.items() if "explore" in s}
     assert len(explored) >= 3

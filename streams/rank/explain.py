@@ -11,8 +11,8 @@ sentence no earlier item used:
   "because you like <category>"; a pick the catalog feed listed recently is
   "new in <category>, a category you like";
 * collaborative picks cycle through the user's recent items by embedding similarity;
-* explored items are "something different", with what is different when known: the
-  category is new to the user, the item is just listed;
+* explored items are "something different", with what is different when known (the
+  category is new to the user), then with the evidence any item has;
 * any item can fall back on its popularity rank, in its category or overall, on being
   just listed, or on nobody having found it yet.
 
@@ -80,29 +80,32 @@ def reasons_for(facts: Facts) -> typing.Iterator[str]:
 
 def _sentences(facts: Facts) -> typing.Iterator[str]:
     source, category = facts.source, facts.category
-    if source == "explore":
+    if source == "explore":  # always says so first, then what evidence there is
         if facts.unseen and category:
             yield f"something different: {category}, new to you"
-        if facts.new_item:
-            yield f"something different: just listed in {category}" if category else \
-                "something different: just listed"
         yield "something different"
-        if category:
-            yield f"something different in {category}"
-    else:
-        if facts.asked_new and facts.unseen and category:
-            yield f"new to you: {category}"
-        if source == "content" and facts.new_item and facts.liked:
-            yield f"new in {facts.liked}, a category you like"
-        if facts.base:
-            yield facts.base
-        if source == "content" and facts.liked:
-            for verb, item in facts.evidence:
-                yield f"more {facts.liked}: you {verb} {item}"
-            yield f"because you like {facts.liked}"
-        if source == "collaborative" and facts.similar is not None:
-            for verb, item in facts.similar():
-                yield f"because you {verb} {item}"
+        for sentence in _evidence(facts):
+            yield f"something different: {sentence}"
+        return
+    if facts.asked_new and facts.unseen and category:
+        yield f"new to you: {category}"
+    if source == "content" and facts.new_item and facts.liked:
+        yield f"new in {facts.liked}, a category you like"
+    if facts.base:
+        yield facts.base
+    if source == "content" and facts.liked:
+        for verb, item in facts.evidence:
+            yield f"more {facts.liked}: you {verb} {item}"
+        yield f"because you like {facts.liked}"
+    if source == "collaborative" and facts.similar is not None:
+        for verb, item in facts.similar():
+            yield f"because you {verb} {item}"
+    yield from _evidence(facts)
+
+
+def _evidence(facts: Facts) -> typing.Iterator[str]:
+    """What can be said of any item: just listed, undiscovered, or its popularity rank."""
+    category = facts.category
     if facts.new_item:
         yield f"just listed in {category}" if category else "just listed"
     if facts.undiscovered:

@@ -42,8 +42,8 @@ metric itself: per bucket, a few candidate weightings ("arms") -- the learned we
 the learned weights without each one component, and popularity alone -- are scored on
 every step, before it, by whether the engaged item would have been in the top ``k``
 under each (the candidates' scores are at hand, so this is one small matrix product),
-and the arm with the most (discounted, ``window``) hits serves. Ties go to the
-learned weights. That is the champion/challenger idea inside one ranking, and it makes
+and the arm with the most (discounted, ``window``) hits serves, if it leads the learned
+weights by ``min_lead`` hits and 2% (else the learned weights serve). That is the champion/challenger idea inside one ranking, and it makes
 the blend never fall behind popularity alone for long on any log.
 
 One weight vector per *history bucket* (how many events the user had): a component
@@ -89,6 +89,8 @@ class ChoiceBlend:
     window
         Discount of the arms' hit counts: each step multiplies them by
         ``1 - 1 / window``.
+    min_lead
+        Hits by which another arm must lead the learned weights to serve instead.
     popularity
         The component served alone by the popularity arm (``None``: no such arm).
     seed
@@ -129,6 +131,7 @@ class ChoiceBlend:
         max_exact: int = 4_096,
         k: int = 10,
         window: int = 1_000,
+        min_lead: float = 3.0,
         popularity: str | None = "popularity",
         seed: int | None = 42,
     ) -> None:
@@ -148,6 +151,7 @@ class ChoiceBlend:
         self.max_exact = max_exact
         self.k = k
         self.window = window
+        self.min_lead = min_lead
         self.popularity = popularity
         self.seed = seed
         start = np.array([max(0.0, float(prior.get(name, 0.0))) for name in self.names])
@@ -189,8 +193,16 @@ class ChoiceBlend:
 
     def served(self, bucket: int) -> int:
         """Which arm serves ``bucket``: 0 the learned weights, ``1 + c`` the learned
-        weights without component ``c``, the last popularity alone."""
-        return int(np.argmax(self._hits[bucket]))
+        weights without component ``c``, the last popularity alone.
+
+        Another arm replaces the learned weights only once it leads them by at least
+        ``min_lead`` hits and 2% (a few lucky hits early on are no evidence).
+        """
+        hits = self._hits[bucket]
+        best = int(np.argmax(hits))
+        if hits[best] - hits[0] < max(self.min_lead, 0.02 * hits[0]):
+            return 0
+        return best
 
     def arm_names(self) -> list[str]:
         names = ["learned"] + [f"without {name}" for name in self.names]

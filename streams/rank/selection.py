@@ -461,6 +461,7 @@ class _RequestFacts:
         history = (*state.recent_items, *state.purchased) if state is not None else ()
         self.history_rows = [r for r in (index_of(i) for i in history) if r is not None]
         self._seen_flags: np.ndarray | None = None
+        self._seen_codes: set[int] | None = None
         self._unseen_all: np.ndarray | None = None
         self._evidence: dict[str, tuple] | None = None
         self._ranked: np.ndarray | None = None
@@ -495,9 +496,11 @@ class _RequestFacts:
         return has & ~index.any_flagged(self.seen_flags(), self.n_rows, rows)
 
     def unseen_row(self, row: int) -> bool:
-        codes = self.selector._index.codes(self.n_rows)[row]
-        codes = codes[codes >= 0]
-        return bool(len(codes)) and not bool(self.seen_flags()[codes].any())
+        """:meth:`unseen_all` for one row, in plain Python (a few codes per item)."""
+        if self._seen_codes is None:
+            self._seen_codes = set(np.flatnonzero(self.seen_flags()).tolist())
+        codes = [c for c in self.selector._index.codes(self.n_rows)[row].tolist() if c >= 0]
+        return bool(codes) and self._seen_codes.isdisjoint(codes)
 
     def features(self, rows: np.ndarray) -> np.ndarray:
         """The bandit's candidate features (``CANDIDATE_FEATURES``) of ``rows``."""

@@ -175,6 +175,7 @@ class ReplayResult:
     seconds: float
     settings: dict[str, Any]
     invalid_items: int = 0
+    rating_events: int = 0
 
     @property
     def targets(self) -> int:
@@ -206,7 +207,7 @@ class ReplayResult:
         }
         if self.invalid_items:
             result["invalid_items"] = self.invalid_items
-        if self.rating_predictions is not None:
+        if self.rating_predictions is not None and self.rating_events:  # a log with ratings
             predicted = [p for p, _ in self.rating_predictions]
             actual = [a for _, a in self.rating_predictions]
             result["metrics"]["rated"] = len(predicted)
@@ -298,6 +299,7 @@ class Prequential:
         self.dead_letters: Counter = Counter()
         self.events = self.applied = self.duplicates = self.cold_targets = 0
         self.invalid_items = 0
+        self.rating_events = 0  # rating events with a value (MAE/RMSE are reported if any)
         self._item_users: dict[str, set[str]] = defaultdict(set)
         self._predict_rating: Callable[[str, str], float | None] | None = getattr(
             self.recommender, "predict_rating", None)
@@ -384,6 +386,7 @@ class Prequential:
         predicted = None
         if (self._predict_rating is not None and event.event_type == "rating" and user is not None
                 and item is not None and event.value is not None):
+            self.rating_events += 1
             predicted = self._predict_rating(user, item)
         record = RawRecord("events", 0, self.events - 1, event.key, event.record)
         outcome = self.pipeline.process_event(record, self.states.get, self.profiles.get)
@@ -427,6 +430,7 @@ class Prequential:
             n_users=len(self.states),
             users_per_item={item: len(users) for item, users in self._item_users.items()},
             rating_predictions=self.rating_predictions, seconds=seconds,
+            rating_events=self.rating_events,
             settings=settings_summary(self.settings), invalid_items=self.invalid_items,
         )
 

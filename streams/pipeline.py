@@ -147,13 +147,15 @@ class Pipeline:
         """The champion's list for the trigger ``event``, as sent.
 
         Its ``recommendation_id`` is passed to the ranker, which remembers the
-        impressions so that later feedback carrying the id is attributed to them.
+        impressions so that later feedback carrying the id is attributed to them. Not
+        for a user without consent: nothing is learned from their events, so their
+        lists would only ever close with zero rewards and bias the exploration.
         """
         recommendation_id = recommendation_id_for(event.event_id)
+        remembered = recommendation_id if personalized else None
         items = self.recommender.recommend(event.user_id, state, event.context,
                                            self.settings.top_k, personalized=personalized,
-                                           controls=controls,
-                                           recommendation_id=recommendation_id)
+                                           controls=controls, recommendation_id=remembered)
         return Recommendation(
             recommendation_id=recommendation_id,
             user_id=event.user_id,

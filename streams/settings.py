@@ -19,6 +19,9 @@ __all__ = ["Settings", "SettingsError", "get_settings", "TABLE_NAMES"]
 #: ``<app_id>-<name>-changelog`` holding state, so a rename orphans that state.
 TABLE_NAMES = ("user_state", "user_profiles")
 
+#: Settings never pickled (see ``Settings.__getstate__``).
+SECRET_FIELDS = ("sasl_password", "pseudonym_key")
+
 DEFAULT_TRIGGERS = ("view", "click", "add_to_cart", "recommendation_request")
 
 
@@ -198,6 +201,21 @@ class Settings:
         "MICROMOMENT_DECISION_DEFAULT_REWARD", "default reward learned when none comes in the window"))
     decision_max_actions: int = field(default=50, metadata=_env(
         "MICROMOMENT_DECISION_MAX_ACTIONS", "most candidate actions in one decision request"))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its secrets (they are blanked).
+
+        Learners keep the settings they were built with, and learner checkpoints pickle
+        the learners onto a Kafka topic: a SASL password must not travel with them.
+
+        >>> import pickle
+        >>> pickle.loads(pickle.dumps(Settings(sasl_password="s3cret"))).sasl_password
+        ''
+        """
+        state = dict(self.__dict__)
+        for name in SECRET_FIELDS:
+            state[name] = ""
+        return state
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -103,7 +103,7 @@ def test_adopting_users_moves_their_taste_only_for_the_wanted_partitions():
     state = UserState()
     state.event_count = 1
     top = mine.recommend(moved[0], state, {}, k=1)[0]
-    assert top.item_id == "clutch" and top.source == "content"  # bags, learned elsewhere
+    assert top.item_id in {"tote", "clutch"} and top.source == "content"  # bags, learned elsewhere
     before = mine.content.affinities("local")
     assert mine.adopt_users(trained([("local", "tote")]), lambda user: True) == 0
     assert mine.content.affinities("local") == before  # a known user is never overwritten

@@ -16,10 +16,11 @@ How it is measured:
 2. The last ``sample`` users get ``events_per_user`` synthetic events each (20 by
    default: a couple of sessions), under ``tracemalloc``: their traced growth divided by
    ``sample`` is what their own objects cost.
-3. Added to that: each per-user container's hash-table share at 100k users,
-   ``sys.getsizeof(container) / len(container)``, and each per-user numpy array's bytes
-   (spare capacity included) over the users, ``array.nbytes / users``: a learner that
-   keeps its users' parameters in rows of an array allocates them before the window.
+3. Added to that: each per-user container's own bytes over the users at 100k users,
+   ``sys.getsizeof(container) / users`` (a dict's hash table, sized for all the entries it
+   held even if it expired some since), and each per-user numpy array's,
+   ``array.nbytes / users`` (spare capacity included): a learner that keeps its users'
+   parameters in rows of an array allocates them before the window.
    (Containers are found by walking the objects reachable from the table, the
    recommender and the quality monitor, for any dict or collection with at least 90% as
    many entries as there are users, and any array with as many rows; none of them is
@@ -326,9 +327,12 @@ def run_memory(n_users: int = 100_000, sample: int = 2_000, events_per_user: int
     # Growth seen by getsizeof (an OrderedDict's per-entry nodes) is in the entry share below.
     churn = values.pop("churn")
     objects = (traced - sum(growth.values())) / sample - churn
-    # A dict's hash table per entry; an array's bytes (spare capacity included) per user.
-    shares = {path: (c.nbytes / len(worker.table) if isinstance(c, np.ndarray)
-                     else sys.getsizeof(c) / len(c)) for path, c in containers.items()}
+    # Each container's own bytes (a dict's hash table, an array's rows, spare capacity
+    # included) over the users: per user, whether it holds one entry per user, more (keys
+    # other than users too), or fewer (users it expired, in a table sized for all of them).
+    users = len(worker.table)
+    shares = {path: (c.nbytes if isinstance(c, np.ndarray) else sys.getsizeof(c)) / users
+              for path, c in containers.items()}
     bytes_per_user = objects + sum(shares.values())
     progress("a heavy user's state")
     return {
@@ -340,7 +344,7 @@ def run_memory(n_users: int = 100_000, sample: int = 2_000, events_per_user: int
         "events_per_user": events_per_user,
         # For an array, "entries" is its rows (capacity, at least one per user).
         "containers": {path: {"kind": "array" if isinstance(c, np.ndarray) else type(c).__name__,
-                              "entries": len(c), "entry_share": shares[path],
+                              "entries": len(c), "share_per_user": shares[path],
                               "value_objects": values[path]} for path, c in containers.items()},
         "user_id_key": values["user id"],
         "bounded_windows_excluded_per_user": churn,

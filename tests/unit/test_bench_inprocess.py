@@ -44,7 +44,7 @@ def test_memory_per_user_counts_state_learners_and_quality():
     # The MF user parameters are rows of arrays: counted by their bytes over the users.
     rows = containers["recommender._mf._users"]
     assert rows["kind"] == "array" and rows["entries"] >= 3_000 and rows["value_objects"] == 0
-    assert rows["entry_share"] >= (4 + 1) * 8  # [bias, latents] in float64, at least
+    assert rows["share_per_user"] >= (4 + 1) * 8  # [bias, latents] in float64, at least
     assert containers["user_state"]["value_objects"] > 0
     assert result["resized_in_window"] == []
     # A full dedupe window (256 ids) and 50 recent items cost more than 5 events.

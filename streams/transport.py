@@ -56,24 +56,6 @@ class Consumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
-        """Never take missing offsets of the events topic as processed.
-
-        Faust acknowledges the offsets between two records it receives out of sequence
-        ("a gap"), which is right for compacted topics and transaction markers, neither of
-        which the events topic has. Seen here after a takeover: records re-fetched while
-        Faust was still seeking to the committed offsets were dropped as already read,
-        and the following records then made a "gap" of unprocessed events whose offsets
-        got committed. Here the hole stays unacknowledged instead: commits stop before
-        it, and the worker's stalled-partition check seeks back to read it again.
-        """
-        if tp.topic == get_settings().topic_events:
-            self.log.warning("offsets %d..%d of %s[%d] were skipped by the fetcher; not "
-                             "acknowledging them, they will be read again",
-                             offset_from, offset_to - 1, tp.topic, tp.partition)
-            return
-        await super()._add_gap(tp, offset_from, offset_to)
-
 
 class Producer(faust_aiokafka.Producer):
     def _settings_default(self) -> Any:

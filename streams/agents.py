@@ -112,6 +112,7 @@ async def process_events(stream: AsyncIterator[Any]) -> None:
             await _crash("process_events", exc)
             raise
         await events.ack(event)
+        _stalled.handled += 1
 
 
 async def _handle_event(event: Any) -> None:
@@ -487,7 +488,68 @@ class _StrandedPartitions:
         return stranded
 
 
+class _StalledPartitions:
+    """Reads again from the committed offset a partition that stopped moving.
+
+    Seen here (faust-streaming 0.15.3 on the embedded broker):
+
+    * after a takeover, Faust resumed the stream partitions, awaited the seek to committed
+      offsets, then cleared the streams' buffers as it resumed the flow: records fetched in
+      between were dropped as already read or cleared unprocessed, with the fetch position
+      past them. Nothing more arrived; the partition sat with lag and a committed offset
+      that never moved while the worker, ready, handled nothing at all;
+    * after a restart, one partition was never delivered again (its read offset frozen,
+      10,410 records behind it) while the others were processed.
+
+    Either way, reading again from the committed offset is safe: state updates are
+    idempotent by event id.
+    """
+
+    CHECKS_BEFORE_SEEK = 5  # refresh_monitor runs every 2 s; Faust commits every 2.8 s
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, tuple[tuple, int]] = {}  # tp -> (what it was at, checks)
+        self.handled = 0  # events the events agent handled: an idle worker with lag is stuck
+        self._handled_at_last_check = 0
+
+    async def check(self) -> list[Any]:
+        consumer = app.consumer
+        idle = self.handled == self._handled_at_last_check
+        self._handled_at_last_check = self.handled
+        if app.rebalancing or app.tables.recovery.in_recovery \
+                or not app.tables.recovery.completed.is_set():
+            self.seen.clear()
+            return []
+        stalled = []
+        for tp in consumer.assignment():
+            if tp.topic not in _GATED_TOPICS or tp in consumer._paused_partitions:
+                continue
+            highwater = consumer.highwater(tp)
+            committed = consumer._committed_offset.get(tp)  # Faust's record of its commits
+            read = consumer._read_offset.get(tp)  # the last offset Faust delivered
+            waiting_delivery = highwater is not None and read is not None and highwater > read + 1
+            waiting_commit = (idle and highwater is not None and committed is not None
+                              and highwater > committed)
+            if committed is None or not (waiting_delivery or waiting_commit):
+                self.seen.pop(tp, None)
+                continue
+            at = (committed, read) if waiting_delivery else (committed,)
+            before = self.seen.get(tp)
+            checks = before[1] + 1 if before is not None and before[0] == at else 1
+            self.seen[tp] = (at, checks)
+            if checks >= self.CHECKS_BEFORE_SEEK:
+                stalled.append((tp, committed))
+        for tp, committed in stalled:
+            log.warning("%s[%d] has not moved from offset %d for %d checks with %d records "
+                        "behind it: reading again from there", tp.topic, tp.partition,
+                        committed, self.CHECKS_BEFORE_SEEK, consumer.highwater(tp) - committed)
+            await consumer.seek(tp, committed)
+            self.seen.pop(tp, None)
+        return stalled
+
+
 _stranded = _StrandedPartitions()
+_stalled = _StalledPartitions()
 _logged_recovery_end: list[float | None] = [None]
 
 
@@ -512,6 +574,7 @@ async def refresh_monitor() -> None:
     try:
         monitor.set_lag(_input_lags())
         _stranded.check()
+        await _stalled.check()
     except Exception as exc:  # the consumer may be mid-rebalance
         log.debug("lag not available: %s", exc)
     monitor.set_table_sizes({"user_state": len(user_state), "user_profiles": len(user_profiles)})

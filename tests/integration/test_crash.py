@@ -48,6 +48,7 @@ def user_counts(worker, users: list[str]) -> dict[str, int]:
         return dict(pool.map(one, users))
 
 
+@pytest.mark.timeout(600)  # 50k events, three restarts; ~2.5 min alone, twice that beside the suite
 def test_kill_dash_nine_three_times_loses_and_doubles_nothing(env):
     # State is what is verified, so only explicit requests trigger a recommendation (the
     # ranking cost is not what this test is about); one at the end checks they resume.

@@ -97,7 +97,9 @@ def test_json_events_give_one_recommendation_per_trigger(live):
     assert all(item["reason"].strip() for item in last["items"])
     assert all(math.isfinite(item["score"]) for item in last["items"])
     scores = [item["score"] for item in last["items"]]
-    assert scores == sorted(scores, reverse=True)
+    # Served order is relevance re-ranked for diversity (and exploration): not sorted by
+    # score, but the first item is the most relevant one.
+    assert scores[0] == max(scores)
 
 
 def test_avro_events_with_header_and_confluent_framing(live):

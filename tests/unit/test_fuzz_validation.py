@@ -262,7 +262,8 @@ def mut_huge_string(rng: random.Random, limits: Limits, d: dict) -> tuple[set[st
     name = rng.choice(["event_id", "user_id", "item_id", "recommendation_id", "event_type",
                        "context_key", "context_value"])
     if name.startswith("context"):
-        context = dict(d.get("context") or {})
+        context = d.get("context")
+        context = dict(context) if isinstance(context, dict) else {}  # another mutation's type
         big = rand_text(rng, MAX_ENTRY_LENGTH + 1, MAX_ENTRY_LENGTH + 400)
         if name == "context_key":
             context[big] = "v"

@@ -29,7 +29,6 @@ from streams.logs import pseudonymize
 from streams.monitor import monitor, readiness_problems
 from streams.pipeline import Pipeline, RawRecord, profile_to_dict
 from streams.records import DeadLetter, Recommendation
-from streams.recovery_gate import RecoveryGate
 from streams.security import aiokafka_options
 from streams.tables import user_profiles, user_state
 from streams.topics import (checkpoints_topic, dead_letters_topic, events_topic, items_topic,
@@ -50,9 +49,8 @@ monitor.categories_of = lambda item_id: pipeline.recommender.catalog_.categories
 #: Topics the worker consumes in its consumer group (lag, stranded-partition checks).
 _INPUT_TOPICS = frozenset({settings.topic_events, settings.topic_items, settings.topic_users,
                            settings.topic_decisions, settings.topic_rewards})
-#: Topics whose agents write tables: their events wait for the tables' recovery.
-_GATED_TOPICS = frozenset({settings.topic_events, settings.topic_users})
-_gate = RecoveryGate(lambda: app.consumer.assignment())
+#: Topics whose agents write tables (checked for stalls).
+_TABLE_TOPICS = frozenset({settings.topic_events, settings.topic_users})
 
 
 def _raw(event: Any) -> RawRecord:
@@ -97,21 +95,13 @@ async def _crash(agent_name: str, exc: BaseException) -> None:
 
 @app.agent(events_topic, concurrency=1)
 async def process_events(stream: AsyncIterator[Any]) -> None:
-    """Events → user state (deduplicated) → learners → a recommendation per trigger.
-
-    Acknowledged by hand, after the event is handled: one the recovery gate turns away is
-    left unacknowledged, so its offset is not committed and it is read again.
-    """
-    events = stream.noack()  # type: ignore[attr-defined]
-    async for event in events.events():
-        if not await _gate.admit(event.message.tp):
-            continue
+    """Events → user state (deduplicated) → learners → a recommendation per trigger."""
+    async for event in stream.events():  # type: ignore[attr-defined]
         try:
             await _handle_event(event)
         except Exception as exc:
             await _crash("process_events", exc)
             raise
-        await events.ack(event)
         _stalled.handled += 1
 
 
@@ -184,12 +174,8 @@ async def _forget(user_id: str, explicit: bool, *, history_only: bool = False) -
 @app.agent(users_topic, concurrency=1)
 async def process_users(stream: AsyncIterator[Any]) -> None:
     """Profile, consent and controls upserts → ``user_profiles`` (co-partitioned with
-    events); forgets; history resets (a request: the record's other fields are not applied).
-    Acknowledged by hand, like :func:`process_events`, behind the same recovery gate."""
-    records = stream.noack()  # type: ignore[attr-defined]
-    async for event in records.events():
-        if not await _gate.admit(event.message.tp):
-            continue
+    events); forgets; history resets (a request: the record's other fields are not applied)."""
+    async for event in stream.events():  # type: ignore[attr-defined]
         try:
             started = perf_counter()
             raw = _raw(event)
@@ -206,7 +192,6 @@ async def process_users(stream: AsyncIterator[Any]) -> None:
         except Exception as exc:
             await _crash("process_users", exc)
             raise
-        await records.ack(event)
 
 
 async def _replicate(topic: str, apply: Any, name: str) -> None:
@@ -391,9 +376,7 @@ async def final_checkpoint(sender: Any, **kwargs: Any) -> None:
 
 @app.on_partitions_assigned.connect
 async def adopt_moved_users(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    """After a rebalance: hold back the newly owned partitions' events until their state
-    is recovered; take their users' learned parameters from other checkpoints."""
-    _gate.assigned({tp for tp in assigned if tp.topic in _GATED_TOPICS})
+    """After a rebalance: take the newly owned partitions' users from other checkpoints."""
     owned = {tp.partition for tp in assigned if tp.topic == settings.topic_events}
     new, _checkpoints.owned = owned - _checkpoints.owned, owned
     if new and _checkpoints.enabled:
@@ -424,11 +407,9 @@ class _RebalanceSensor(faust.Sensor):
 
     def on_rebalance_start(self, app: Any) -> dict:
         monitor.on_rebalance()
-        _gate.rebalance_started()
         return {"started": perf_counter()}
 
     def on_rebalance_end(self, app: Any, state: dict) -> None:
-        _gate.rebalance_ended()  # recovered, and stream partitions sought to committed offsets
         log.info("rebalance done in %.2f s; assigned %d partitions",
                  perf_counter() - state.get("started", perf_counter()), len(app.consumer.assignment()))
 
@@ -522,7 +503,7 @@ class _StalledPartitions:
             return []
         stalled = []
         for tp in consumer.assignment():
-            if tp.topic not in _GATED_TOPICS or tp in consumer._paused_partitions:
+            if tp.topic not in _TABLE_TOPICS or tp in consumer._paused_partitions:
                 continue
             highwater = consumer.highwater(tp)
             committed = consumer._committed_offset.get(tp)  # Faust's record of its commits

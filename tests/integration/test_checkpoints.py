@@ -32,6 +32,15 @@ INTERVAL_S = 2
 PURE_RANKING = {"MICROMOMENT_EXPLORATION_RATE": "0", "MICROMOMENT_DIVERSITY": "0"}
 
 
+def shop_with_catalog(env, seed: int) -> SyntheticShop:
+    """The planted shop of these tests (80 users, 240 items), its catalog on ``items``."""
+    shop = SyntheticShop(n_users=80, n_items=240, seed=seed)
+    catalog = [(item.item_id.encode(), *encode("item", item_record(item), "json"))
+               for item in shop.catalog()]
+    send_all(env.broker.bootstrap, env.settings.topic_items, catalog)
+    return shop
+
+
 def taste_match(shop: SyntheticShop, rec: dict) -> float:
     taste = shop.segment_of(rec["user_id"])
     items = rec["items"]
@@ -74,10 +83,7 @@ def test_restart_resumes_with_warm_models_only_when_checkpointed(env, worker_fac
                      MICROMOMENT_WORKER_ID="checkpointed-worker")
     settings = env.settings
     ensure_topics(settings)
-    shop = SyntheticShop(n_users=80, n_items=240, seed=11)
-    catalog = [(item.item_id.encode(), *encode("item", item_record(item), "json"))
-               for item in shop.catalog()]
-    send_all(env.broker.bootstrap, settings.topic_items, catalog)
+    shop = shop_with_catalog(env, seed=11)
     start = int(time.time() * 1000) - 3_600_000
     events = list(shop.events(3_000, start, step_ms=500))
     later = start + 3_000 * 500
@@ -112,10 +118,7 @@ def test_a_survivor_adopts_the_departed_workers_users_from_its_checkpoint(env, w
     env.extra.update(PURE_RANKING, MICROMOMENT_CHECKPOINT_INTERVAL="600")  # only the final checkpoint counts
     settings = env.settings
     ensure_topics(settings)
-    shop = SyntheticShop(n_users=80, n_items=240, seed=5)
-    catalog = [(item.item_id.encode(), *encode("item", item_record(item), "json"))
-               for item in shop.catalog()]
-    send_all(env.broker.bootstrap, settings.topic_items, catalog)
+    shop = shop_with_catalog(env, seed=5)
     first, second = worker_factory(), worker_factory()
     wait_until(lambda: "adopted 0 users" in second.log(), timeout=60,
                message="the second worker's share of the partitions")

@@ -21,12 +21,10 @@ import time
 import pytest
 
 from streams.admin import ensure_topics
-from streams.codecs import encode
-from streams.produce import item_record
-from streams.synthetic import SyntheticShop
 from tests.conftest import wait_until
-from tests.integration.kafka_helpers import recommendations, send_all
-from tests.integration.test_checkpoints import answered, requests, send_events
+from tests.integration.kafka_helpers import recommendations
+from tests.integration.test_checkpoints import (answered, requests, send_events,
+                                                shop_with_catalog)
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.slow,
@@ -39,10 +37,7 @@ pytestmark = [
 def test_events_sent_during_a_takeover_recovery_all_reach_state(env, worker_factory):
     settings = env.settings
     ensure_topics(settings)
-    shop = SyntheticShop(n_users=80, n_items=240, seed=5)
-    catalog = [(item.item_id.encode(), *encode("item", item_record(item), "json"))
-               for item in shop.catalog()]
-    send_all(env.broker.bootstrap, settings.topic_items, catalog)
+    shop = shop_with_catalog(env, seed=5)
     first, second = worker_factory(), worker_factory()
     wait_until(lambda: "adopted 0 users" in second.log(), timeout=60,
                message="both workers owning partitions")
